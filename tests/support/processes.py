@@ -1,0 +1,136 @@
+"""Start real servers as subprocesses for tests: ephemeral ports, logs in a file, always torn down."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import IO
+
+import httpx
+
+# Every process the tests start: no network calls for price maps, telemetry or OTLP export.
+QUIET_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_OTLP_EXPORTER": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tail(log: IO[str], lines: int = 40) -> str:
+    log.seek(0)
+    return "".join(log.readlines()[-lines:])
+
+
+def wait_until_healthy(proc: subprocess.Popen, url: str, log: IO[str], timeout_s: float, name: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode} before it was healthy:\n{_tail(log)}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} was not healthy at {url} within {timeout_s:.0f} s:\n{_tail(log)}")
+        time.sleep(0.1)
+
+
+class ManagedProcess:
+    """A started server: its process, its log, and a way to stop and start it again on the same port."""
+
+    def __init__(self, args: list[str], health_url: str, env: dict[str, str], timeout_s: float, name: str):
+        self.args, self.health_url, self.env, self.timeout_s, self.name = args, health_url, env, timeout_s, name
+        # Log to a file, not a pipe: an unread pipe that fills up would block the server.
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by running()
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.args, stdout=self.log, stderr=subprocess.STDOUT, text=True, env=self.env, start_new_session=True
+        )
+        wait_until_healthy(self.proc, self.health_url, self.log, self.timeout_s, self.name)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)  # the whole group: servers like gunicorn fork workers
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def logs(self) -> str:
+        return _tail(self.log, 200)
+
+
+@contextlib.contextmanager
+def running(
+    args: list[str], health_url: str, *, env: dict[str, str] | None = None, timeout_s: float = 60, name: str = ""
+) -> Iterator[ManagedProcess]:
+    """Run a server until the block ends; fail with its log if it does not become healthy."""
+    process = ManagedProcess(
+        args, health_url, {**os.environ, **QUIET_ENV, **(env or {})}, timeout_s, name or os.path.basename(args[0])
+    )
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
+        process.log.close()
+
+
+@contextlib.contextmanager
+def lm_simulator(**options: object) -> Iterator[str]:
+    """An LM simulator process with the given options as flags; yields its base URL (with /v1)."""
+    port = free_port()
+    args = [sys.executable, "-m", "lm_simulator", "--port", str(port)]
+    for key, value in {"latency_ms": 0, "tokens_per_second": 0, **options}.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    with running(args, f"http://127.0.0.1:{port}/health", timeout_s=20, name="lm-simulator"):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@contextlib.contextmanager
+def llama_server() -> Iterator[str]:
+    """The real local LM: `qa-core lm serve` with the bundled SmolLM2 file; yields its base URL."""
+    port = free_port()
+    args = [sys.executable, "-m", "qa_core.cli", "lm", "serve"]
+    env = {"LM_SERVER_PORT": str(port)}
+    with running(args, f"http://127.0.0.1:{port}/v1/models", env=env, timeout_s=120, name="llama.cpp server"):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@contextlib.contextmanager
+def mlflow_server(root: str) -> Iterator[ManagedProcess]:
+    """A real `mlflow server` process with a SQLite backend and served artifacts under `root`."""
+    port = free_port()
+    args = [
+        os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+        "--artifacts-destination", f"{root}/artifacts",
+        "--serve-artifacts",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    with running(args, f"http://127.0.0.1:{port}/health", timeout_s=120, name="mlflow server") as process:
+        process.url = f"http://127.0.0.1:{port}"
+        yield process
