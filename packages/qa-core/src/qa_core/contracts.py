@@ -93,3 +93,60 @@ DEFAULT_CHALLENGER_SHARE: Final = 0.1
 TAG_PREVIOUS_CHAMPION: Final = "previous_champion"
 # The model_version reported for the program shipped in the repo, used when the registry has none.
 BASELINE_VERSION: Final = "baseline"
+
+
+# --8<-- [start:answer-request]
+class AnswerRequest(BaseModel):
+    """What a client sends to `POST /v1/answer` and `/v1/answer/stream`. qa-api enforces its own limits
+    (from settings) on top of these shapes."""
+
+    question: str = Field(min_length=1, description="The question, in plain text.")
+    session_id: str | None = Field(
+        None, min_length=1, max_length=128, description="Stable id of the user's session: makes A/B assignment sticky."
+    )
+# --8<-- [end:answer-request]
+
+
+# --8<-- [start:jobs-contract]
+# The optimizer-worker's jobs API, as the feedback UI and other clients see it.
+OptimizerName = Literal["bootstrap_fewshot", "bootstrap_random_search", "miprov2", "gepa", "simba"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Decision = Literal["promoted", "not_promoted"]
+
+
+class DatasetOptions(BaseModel):
+    include_feedback: bool = Field(True, description="Add human-rated answers and corrections from MLflow.")
+    train_limit: int | None = Field(None, ge=1, le=10_000, description="Use at most this many training examples.")
+    dev_limit: int | None = Field(None, ge=1, le=1_000, description="Evaluate on at most this many dev examples.")
+
+
+class JobCreate(BaseModel):
+    optimizer: OptimizerName
+    budget: int = Field(ge=1, description="The optimizer's main knob (demos, candidates, steps); range per optimizer.")
+    dataset: DatasetOptions = Field(default_factory=DatasetOptions)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=128)
+
+
+class JobProgress(BaseModel):
+    stage: str
+    percent: float = Field(ge=0, le=100)
+
+
+class JobView(BaseModel):
+    id: str
+    state: JobState
+    optimizer: OptimizerName
+    budget: int
+    dataset: DatasetOptions
+    progress: JobProgress
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    mlflow_run_id: str | None = None
+    mlflow_run_url: str | None = None
+    scores: dict[str, float] = Field(default_factory=dict, description="e.g. candidate_dev, champion_dev.")
+    decision: Decision | None = None
+    decision_reason: str | None = None
+    registered_version: str | None = None
+    error: str | None = None
+# --8<-- [end:jobs-contract]
