@@ -104,6 +104,8 @@ class AnswerRequest(BaseModel):
     session_id: str | None = Field(
         None, min_length=1, max_length=128, description="Stable id of the user's session: makes A/B assignment sticky."
     )
+
+
 # --8<-- [end:answer-request]
 
 
@@ -149,4 +151,6 @@ class JobView(BaseModel):
     decision_reason: str | None = None
     registered_version: str | None = None
     error: str | None = None
+
+
 # --8<-- [end:jobs-contract]

@@ -54,6 +54,8 @@ def download_program_state(client: MlflowClient, version: ModelVersion, into: Pa
     destination = into or Path(tempfile.mkdtemp(prefix=f"program-v{version.version}-"))
     artifact = f"{contracts.PROGRAM_ARTIFACT_DIR}/{contracts.PROGRAM_ARTIFACT}"
     return Path(client.download_artifacts(version.run_id, artifact, str(destination)))
+
+
 # --8<-- [end:read-alias]
 
 
@@ -81,6 +83,8 @@ def set_challenger_share(client: MlflowClient, model_name: str, share: float) ->
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"challenger share must be between 0 and 1, got {share}")
     client.set_registered_model_tag(model_name, contracts.TAG_CHALLENGER_SHARE, f"{share:g}")
+
+
 # --8<-- [end:experiment-config]
 
 
@@ -106,6 +110,8 @@ def roll_back_champion(client: MlflowClient, model_name: str) -> str:
     client.set_registered_model_alias(model_name, contracts.CHAMPION_ALIAS, previous)
     client.delete_registered_model_tag(model_name, contracts.TAG_PREVIOUS_CHAMPION)
     return previous
+
+
 # --8<-- [end:promote]
 
 
@@ -129,4 +135,6 @@ def register_version(
             raise
     source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/{contracts.PROGRAM_ARTIFACT_DIR}"
     return client.create_model_version(model_name, source=source, run_id=run_id, tags=tags, model_id=model_id)
+
+
 # --8<-- [end:register]
