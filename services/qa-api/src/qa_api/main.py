@@ -1,0 +1,135 @@
+"""qa-api: the app factory, its lifespan, and the process entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import mlflow
+from fastapi import FastAPI
+
+from qa_api import metrics, tracing
+from qa_api.errors import install_handlers
+from qa_api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from qa_api.registry_watch import REGISTRY_ERRORS, ProgramRegistry
+from qa_api.routes import answer, health
+from qa_api.serving import Answerer
+from qa_api.settings import Settings
+from qa_core.lm import build_adapter, build_lm, configure_dspy
+from qa_core.registry import configure_mlflow
+
+logger = logging.getLogger("qa_api")
+
+# --8<-- [start:process-setup]
+# Process-wide set-up happens once, at import, in the main thread: DSPy's global settings and MLflow's
+# DSPy callback. Requests never call dspy.configure; they use dspy.context with the app's own LM.
+_process_settings = Settings()
+tracing.keep_mlflow_traces_in_mlflow()
+mlflow.set_tracking_uri(_process_settings.mlflow_tracking_uri)  # never MLflow's default local database
+configure_dspy(_process_settings)
+tracing.enable_dspy_autolog()
+import dspy  # noqa: E402  (after configuration, on purpose)
+
+dspy.settings.configure(callbacks=[*dspy.settings.callbacks, metrics.LMCallMetrics()])
+# --8<-- [end:process-setup]
+
+
+# --8<-- [start:lifespan]
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    programs: ProgramRegistry = app.state.programs
+    await programs.start()
+    background = [asyncio.create_task(programs.watch(), name="registry-watch")]
+    if settings.use_registry:
+        background.append(asyncio.create_task(keep_experiment_ready(app), name="experiment"))
+    publish_state(app)
+    background.append(asyncio.create_task(publish_state_forever(app), name="state-metrics"))
+    logger.info("serving %s (source %s)", programs.state.champion.version, programs.state.source)
+    try:
+        yield
+    finally:
+        # uvicorn has already waited for in-flight requests (up to --timeout-graceful-shutdown).
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        if settings.use_registry:
+            await anyio.to_thread.run_sync(mlflow.flush_trace_async_logging)
+        await app.state.answerer.lm.aclose()
+
+
+# --8<-- [end:lifespan]
+
+
+async def keep_experiment_ready(app: FastAPI) -> None:
+    """Traces need the experiment; create it when MLflow answers, retrying while it does not."""
+    sampler: tracing.TraceSampler = app.state.answerer.sampler
+    while not sampler.experiment_ready:
+        try:
+            await anyio.to_thread.run_sync(tracing.ensure_experiment, app.state.settings.mlflow_experiment_name)
+            sampler.experiment_ready = True
+        except REGISTRY_ERRORS as error:
+            logger.warning("cannot select the MLflow experiment yet (%s); requests are not traced", error)
+            await asyncio.sleep(app.state.settings.registry_poll_s)
+
+
+def publish_state(app: FastAPI) -> None:
+    state = app.state.programs.state
+    metrics.PROGRAM_INFO.clear()
+    metrics.PROGRAM_INFO.labels("champion", state.champion.version).set(1)
+    if state.challenger:
+        metrics.PROGRAM_INFO.labels("challenger", state.challenger.version).set(1)
+    metrics.CHALLENGER_SHARE.set(state.experiment.challenger_share if state.challenger else 0.0)
+    metrics.REGISTRY_DEGRADED.set(1 if state.degraded else 0)
+
+
+async def publish_state_forever(app: FastAPI) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        publish_state(app)
+
+
+# --8<-- [start:create-app]
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    client = configure_mlflow(settings) if settings.use_registry else None
+    app = FastAPI(title="qa-api", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.programs = ProgramRegistry(settings, client)
+    app.state.answerer = Answerer(
+        settings, app.state.programs, build_lm(settings), build_adapter(settings),
+        tracing.TraceSampler(settings.trace_sampling_ratio),
+    )  # fmt: skip
+    install_handlers(app)
+    app.include_router(answer.build_router(settings))
+    app.include_router(health.router)
+    tracing.setup_opentelemetry(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+# --8<-- [end:create-app]
+
+
+def run() -> None:
+    """Console entry point: `qa-api`."""
+    import uvicorn
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+    )
+
+
+if __name__ == "__main__":
+    run()

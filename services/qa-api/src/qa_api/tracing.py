@@ -1,0 +1,101 @@
+"""Tracing: every sampled request is one MLflow trace with DSPy's spans nested inside.
+
+MLflow traces carry what a person rating an answer needs (inputs, outputs, variant, version). HTTP
+spans for infrastructure dashboards go to OpenTelemetry, and only when the standard `OTEL_*`
+variables ask for it; that switch never moves MLflow's traces elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import dspy
+import mlflow
+from mlflow.dspy.callback import MlflowCallback
+from mlflow.entities import SpanType
+
+from qa_core import contracts
+
+logger = logging.getLogger(__name__)
+
+
+def keep_mlflow_traces_in_mlflow() -> None:
+    """MLflow sends traces only to an OTLP endpoint when OTEL_EXPORTER_OTLP_* is set, unless told not to."""
+    os.environ.setdefault("MLFLOW_ENABLE_OTLP_EXPORTER", "false")
+
+
+def enable_dspy_autolog() -> None:
+    """Install MLflow's DSPy callback. Like `dspy.configure`, call it once at import, in the main thread."""
+    mlflow.dspy.autolog(log_traces=True, silent=True)
+
+
+# --8<-- [start:sampling]
+class TraceSampler:
+    """Decides per request whether to trace, and hands DSPy the callbacks that match the decision."""
+
+    def __init__(self, ratio: float, rng: random.Random | None = None) -> None:
+        self.ratio = ratio
+        self.rng = rng or random.Random()
+        self.experiment_ready = False  # no traces until the experiment exists in MLflow
+
+    def should_trace(self, forced: bool) -> bool:
+        return self.experiment_ready and (forced or self.rng.random() < self.ratio)
+
+    @staticmethod
+    def callbacks(traced: bool) -> list[Any]:
+        """The process's DSPy callbacks, without MLflow's when this request is not traced."""
+        callbacks = list(dspy.settings.callbacks)
+        return callbacks if traced else [c for c in callbacks if not isinstance(c, MlflowCallback)]
+
+
+# --8<-- [end:sampling]
+
+
+def ensure_experiment(name: str) -> None:
+    """Create or select the experiment traces go to (blocking: run it off the event loop)."""
+    mlflow.set_experiment(name)
+
+
+# --8<-- [start:request-trace]
+@contextlib.contextmanager
+def request_trace(traced: bool, endpoint: str, question: str, tags: dict[str, str], session_id: str | None
+                  ) -> Iterator[Any]:  # fmt: skip
+    """The root span of a request; DSPy's module, predictor and LM spans nest under it."""
+    if not traced:
+        yield None
+        return
+    with mlflow.start_span(name=f"qa-api {endpoint}", span_type=SpanType.CHAIN) as span:
+        span.set_inputs({"question": question})
+        mlflow.update_current_trace(
+            tags={contracts.TRACE_TAG_ENDPOINT: endpoint, **tags},
+            session_id=session_id,
+            client_request_id=tags.get(contracts.TRACE_TAG_REQUEST_ID),
+        )
+        yield span
+
+
+# --8<-- [end:request-trace]
+
+
+def setup_opentelemetry(app: Any) -> bool:
+    """HTTP spans through OpenTelemetry when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set; off otherwise."""
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return False
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "qa-api")}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="/metrics,/health/.*")
+    logger.info("OpenTelemetry HTTP spans on; MLflow traces still go to MLflow")
+    return True
