@@ -50,11 +50,28 @@ def wait_until_healthy(proc: subprocess.Popen, url: str, log: IO[str], timeout_s
         time.sleep(0.1)
 
 
+def wait_until_logged(proc: subprocess.Popen, text: str, log: IO[str], timeout_s: float, name: str) -> None:
+    """For a process without HTTP (a queue consumer): wait until its log shows `text`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode} before it was ready:\n{_tail(log)}")
+        log.seek(0)
+        if text in log.read():
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not log {text!r} within {timeout_s:.0f} s:\n{_tail(log)}")
+        time.sleep(0.2)
+
+
 class ManagedProcess:
     """A started server: its process, its log, and a way to stop and start it again on the same port."""
 
-    def __init__(self, args: list[str], health_url: str, env: dict[str, str], timeout_s: float, name: str):
+    def __init__(
+        self, args: list[str], health_url: str, env: dict[str, str], timeout_s: float, name: str, ready_text: str = ""
+    ):
         self.args, self.health_url, self.env, self.timeout_s, self.name = args, health_url, env, timeout_s, name
+        self.ready_text = ready_text  # for processes without HTTP: a line in the log that says "ready"
         # Log to a file, not a pipe: an unread pipe that fills up would block the server.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by running()
         self.proc: subprocess.Popen | None = None
@@ -64,7 +81,10 @@ class ManagedProcess:
         self.proc = subprocess.Popen(
             self.args, stdout=self.log, stderr=subprocess.STDOUT, text=True, env=self.env, start_new_session=True
         )
-        wait_until_healthy(self.proc, self.health_url, self.log, self.timeout_s, self.name)
+        if self.health_url:
+            wait_until_healthy(self.proc, self.health_url, self.log, self.timeout_s, self.name)
+        else:
+            wait_until_logged(self.proc, self.ready_text, self.log, self.timeout_s, self.name)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -83,11 +103,25 @@ class ManagedProcess:
 
 @contextlib.contextmanager
 def running(
-    args: list[str], health_url: str, *, env: dict[str, str] | None = None, timeout_s: float = 60, name: str = ""
+    args: list[str],
+    health_url: str,
+    *,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 60,
+    name: str = "",
+    ready_text: str = "",
 ) -> Iterator[ManagedProcess]:
-    """Run a server until the block ends; fail with its log if it does not become healthy."""
+    """Run a server until the block ends; fail with its log if it does not become healthy.
+
+    Without a `health_url`, the process is ready once its log contains `ready_text`.
+    """
     process = ManagedProcess(
-        args, health_url, {**os.environ, **QUIET_ENV, **(env or {})}, timeout_s, name or os.path.basename(args[0])
+        args,
+        health_url,
+        {**os.environ, **QUIET_ENV, **(env or {})},
+        timeout_s,
+        name or os.path.basename(args[0]),
+        ready_text,
     )
     try:
         process.start()

@@ -151,6 +151,15 @@ class JobView(BaseModel):
     decision_reason: str | None = None
     registered_version: str | None = None
     error: str | None = None
+    attempts: int = Field(0, description="Runs of this job so far; above 1 means a worker died and it was retried.")
+    dataset_hash: str | None = Field(None, description="sha256 of the training set the job optimized on.")
+    dataset_counts: dict[str, int] = Field(
+        default_factory=dict, description="Where the training examples came from, and how many were dropped."
+    )
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
 
 
 # --8<-- [end:jobs-contract]

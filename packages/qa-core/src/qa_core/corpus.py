@@ -6,6 +6,7 @@ as long as a document's text does not change, so citations in logged traces stay
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from dataclasses import dataclass
@@ -152,10 +153,15 @@ class CorpusIndex:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["_lock"]  # locks cannot be pickled (MLflow pickles programs it logs as models)
+        # Neither can PyStemmer's C object: pickle the tokenizer without it, and rebuild it on load.
+        tokenizer = copy.copy(self._tokenizer)
+        tokenizer.stemmer = None
+        state["_tokenizer"] = tokenizer
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._tokenizer.stemmer = Stemmer.Stemmer("english").stemWord
         self._lock = threading.Lock()
 
     @staticmethod

@@ -69,14 +69,22 @@ class EvaluationReport:
 
 # --8<-- [start:evaluate]
 def evaluate_program(
-    program: GroundedQA, devset: list[dspy.Example], settings: CoreSettings, threads: int, program_label: str
+    program: GroundedQA,
+    devset: list[dspy.Example],
+    settings: CoreSettings,
+    threads: int,
+    program_label: str,
+    callbacks: list[BaseCallback] | None = None,
 ) -> EvaluationReport:
-    """Run `dspy.Evaluate` with the combined metric, then break the score down per metric."""
+    """Run `dspy.Evaluate` with the combined metric, then break the score down per metric.
+
+    `callbacks` run next to the call counter (the optimizer-worker passes its progress reporter).
+    """
     counter = LMCallCounter()
     recorder = ErrorRecorder(program)
     lm = build_lm(settings)
     started = time.perf_counter()
-    with dspy.context(lm=lm, adapter=build_adapter(settings), callbacks=[counter]):
+    with dspy.context(lm=lm, adapter=build_adapter(settings), callbacks=[counter, *(callbacks or [])]):
         result = dspy.Evaluate(
             devset=devset,
             metric=combined_metric,

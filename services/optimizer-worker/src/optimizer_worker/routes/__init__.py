@@ -1,0 +1,1 @@
+"""HTTP routes: parse, call a domain function, shape the response."""
