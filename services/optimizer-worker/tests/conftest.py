@@ -184,3 +184,13 @@ def log_qa_trace(
 @pytest.fixture
 def qa_trace() -> Callable[..., str]:
     return log_qa_trace
+
+
+@pytest.fixture
+def make_deployment(database_url: str, redis_url: str, mlflow_server) -> Callable[..., Deployment]:
+    """A deployment against any LM: `make_deployment(lm_base, LM_MODEL=..., ...)`."""
+
+    def make(lm_base: str, **overrides: str) -> Deployment:
+        return Deployment(worker_env(database_url, redis_url, mlflow_server.url, lm_base, **overrides))
+
+    return make
