@@ -75,6 +75,12 @@ fmt: setup ## Format and autofix
 lm: setup ## Start the local LM server (SmolLM2-135M-Instruct) on port 8080
 	$(BIN)/qa-core lm serve
 
+.PHONY: worker
+worker: setup ## optimizer-worker alone: migrate, bootstrap MLflow, jobs API on :8002 and one consumer (needs MLflow, `make lm`)
+	$(BIN)/optimizer-worker-migrate
+	$(BIN)/optimizer-worker-bootstrap
+	trap 'kill 0' EXIT; $(BIN)/optimizer-worker-api & $(BIN)/optimizer-worker worker
+
 .PHONY: eval
 eval: setup ## Evaluate the baseline program on the dev split (needs `make lm` in another shell)
 	$(BIN)/qa-eval --split dev $(EVAL_ARGS)

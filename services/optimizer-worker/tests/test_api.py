@@ -142,3 +142,14 @@ def test_a_postgres_url_gets_the_psycopg3_driver_and_prod_needs_a_key(monkeypatc
     monkeypatch.delenv("LM_API_KEY", raising=False)
     with pytest.raises(ValidationError, match="LM_API_KEY must be set"):
         Settings(_env_file=None, app_env="prod")
+
+
+def test_readme_lists_every_setting() -> None:
+    from pathlib import Path
+
+    from qa_core.settings import CoreSettings
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    own = [name for name in Settings.model_fields if name not in CoreSettings.model_fields]
+    missing = [name.upper() for name in own if f"| `{name.upper()}` |" not in readme]
+    assert missing == []

@@ -76,7 +76,7 @@ class Settings(CoreSettings):
         default_factory=lambda: dict(DEFAULT_BUDGET_RANGES),
         description="Allowed budget per optimizer, as JSON; keys given override the defaults.",
     )
-    optimizer_threads: int = Field(2, ge=1, le=32, description="Threads optimizers and evaluations use.")
+    optimizer_threads: int = Field(2, ge=1, le=32, description="Threads an optimizer runs the program on.")
     eval_threads: int = Field(2, ge=1, le=32, description="Threads of the champion/candidate dev evaluation.")
     max_labeled_demos: int = Field(
         2, ge=0, le=16, description="Labelled demos optimizers may add (built with the retrieved passages)."
