@@ -34,7 +34,7 @@ def _iso(value: datetime | None) -> str | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def aware(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -241,7 +241,7 @@ class JobStore:
             elif job.attempts >= max_attempts:
                 reason = (
                     f"the worker running this job stopped without finishing it ({job.attempts} of "
-                    f"{max_attempts} attempts, last heartbeat {_iso(_aware(job.heartbeat_at))}, stage {job.stage})"
+                    f"{max_attempts} attempts, last heartbeat {_iso(aware(job.heartbeat_at))}, stage {job.stage})"
                 )
                 if self._update(
                     job.id, was_alive, state="failed", stage="failed", finished_at=now(), lease_owner=None, error=reason
@@ -261,7 +261,7 @@ class JobStore:
 
     def last_created_at(self) -> datetime | None:
         with session_scope(self.url) as session:
-            return _aware(session.scalar(select(func.max(Job.created_at))))
+            return aware(session.scalar(select(func.max(Job.created_at))))
 
     def active_count(self) -> int:
         with session_scope(self.url) as session:
