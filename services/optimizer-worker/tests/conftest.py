@@ -64,12 +64,13 @@ class Deployment:
     (Test modules cannot import from conftest under `--import-mode=importlib`, so the helpers live here.)
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], migrated: bool = True) -> None:
         self.env = env
-        migrate(self.settings.database_url)
+        if migrated:
+            migrate(self.settings.database_url)
 
-    def with_env(self, **overrides: str) -> Deployment:
-        return Deployment({**self.env, **overrides})
+    def with_env(self, migrated: bool = True, **overrides: str) -> Deployment:
+        return Deployment({**self.env, **overrides}, migrated)
 
     @property
     def settings(self) -> Settings:

@@ -153,3 +153,13 @@ def test_readme_lists_every_setting() -> None:
     own = [name for name in Settings.model_fields if name not in CoreSettings.model_fields]
     missing = [name.upper() for name in own if f"| `{name.upper()}` |" not in readme]
     assert missing == []
+
+
+def test_an_unreachable_database_is_a_503_not_a_500(deployment) -> None:
+    with deployment.with_env(migrated=False, DATABASE_URL="postgresql://nobody@127.0.0.1:1/jobs").api() as client:
+        response = client.get("/v1/jobs")
+        ready = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"].startswith("unavailable")

@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError as DatabaseError
 from starlette.exceptions import HTTPException
 
 from optimizer_worker.errors import DatabaseUnavailable, WorkerError
@@ -52,9 +53,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, "http_error", str(exc.detail), request)
 
-    @app.exception_handler(anyio.BrokenResourceError)
-    async def _broken(request: Request, exc: Exception) -> JSONResponse:
-        return _error(503, DatabaseUnavailable.code, "a backing service is unavailable", request)
+    @app.exception_handler(DatabaseError)
+    async def _database(request: Request, exc: DatabaseError) -> JSONResponse:
+        log.warning("jobs database unavailable (request %s): %s", request.state.request_id, exc.orig)
+        return _error(503, DatabaseUnavailable.code, "the jobs database is unavailable; try again", request)
 
 
 # --8<-- [end:errors]

@@ -132,11 +132,6 @@ class Settings(CoreSettings):
         return self
 
     @property
-    def embedded(self) -> bool:
-        """True when the queue and the database are local files (no Redis, no PostgreSQL)."""
-        return self.broker_url.startswith("sqla+sqlite") or self.database_url.startswith("sqlite")
-
-    @property
     def run_link_base(self) -> str:
         return (self.mlflow_ui_url or self.mlflow_tracking_uri).rstrip("/")
 
