@@ -71,7 +71,12 @@ def test_a_job_runs_queued_to_succeeded_and_registers_a_challenger(slow_deployme
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"program", "data"} <= artifacts
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    assert {"champion-dev", "candidate-dev"} <= {child.info.run_name for child in children}
+    evals = {child.info.run_name: child for child in children}
+    assert {"champion-dev", "candidate-dev"} <= set(evals)
+    for role in ("champion", "candidate"):
+        logged = {a.path for a in client.list_artifacts(evals[f"{role}-dev"].info.run_id)}
+        assert {"result_table.json", "eval"} <= logged  # autolog's table, and the worker's full report
+        assert evals[f"{role}-dev"].data.metrics["dev_combined"] == pytest.approx(view["scores"][f"{role}_dev"])
     trainset_rows = json.loads(
         Path(client.download_artifacts(run.info.run_id, "data/trainset.json", str(tmp_path))).read_text()
     )

@@ -227,7 +227,7 @@ def check_lm(settings: Settings) -> None:
     probe = build_lm(settings.model_copy(update={"lm_num_retries": 0, "lm_cache": False}))
     try:
         with dspy.context(callbacks=[]):  # a probe is not worth an MLflow trace
-            probe(messages=[{"role": "user", "content": "Reply with OK."}], max_tokens=4)
+            probe("Reply with OK.", max_tokens=4)
     except Exception as exc:  # any failure here means the same thing to the user: no LM
         raise LMUnavailable(
             f"the LM {settings.lm_model} at {settings.lm_api_base or 'its default endpoint'} did not answer: "
