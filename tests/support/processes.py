@@ -168,3 +168,14 @@ def mlflow_server(root: str) -> Iterator[ManagedProcess]:
     with running(args, f"http://127.0.0.1:{port}/health", timeout_s=120, name="mlflow server") as process:
         process.url = f"http://127.0.0.1:{port}"
         yield process
+
+
+@contextlib.contextmanager
+def qa_api(env: dict[str, str]) -> Iterator[ManagedProcess]:
+    """qa-api as a real process (`qa-api` console script); `.url` is its base URL. `env` sets its settings."""
+    port = free_port()
+    args = [os.path.join(os.path.dirname(sys.executable), "qa-api")]
+    settings = {"PORT": str(port), "HOST": "127.0.0.1", **env}
+    with running(args, f"http://127.0.0.1:{port}/health/ready", env=settings, timeout_s=90, name="qa-api") as process:
+        process.url = f"http://127.0.0.1:{port}"
+        yield process

@@ -45,7 +45,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await programs.start()
     background = [asyncio.create_task(programs.watch(), name="registry-watch")]
     if settings.use_registry:
-        background.append(asyncio.create_task(keep_experiment_ready(app), name="experiment"))
+        experiment = asyncio.create_task(keep_experiment_ready(app), name="experiment")
+        with contextlib.suppress(TimeoutError):  # trace from the first request when MLflow is up
+            await asyncio.wait_for(asyncio.shield(experiment), settings.registry_startup_timeout_s)
+        background.append(experiment)
     publish_state(app)
     background.append(asyncio.create_task(publish_state_forever(app), name="state-metrics"))
     logger.info("serving %s (source %s)", programs.state.champion.version, programs.state.source)
@@ -95,7 +98,8 @@ async def publish_state_forever(app: FastAPI) -> None:
 # --8<-- [start:create-app]
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    client = configure_mlflow(settings) if settings.use_registry else None
+    # A few retries: trace export shares MLflow's HTTP settings, and dropping traces is worse than a slow poll.
+    client = configure_mlflow(settings, max_retries=2) if settings.use_registry else None
     app = FastAPI(title="qa-api", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.programs = ProgramRegistry(settings, client)

@@ -71,17 +71,18 @@ async def produce(answerer: Answerer, ctx: AnswerContext, loaded: LoadedProgram,
     traced = answerer.sampler.should_trace(ctx.force_trace)
     started, status = time.perf_counter(), "error"
     try:  # the LM slot was taken by `start_stream`, before the 200 went out
-        program = dspy.streamify(
-            loaded.program,
-            status_message_provider=QAStatus(),
-            stream_listeners=[StreamListener(signature_field_name="answer")],
-            is_async_program=True,
-        )
         with (
             request_trace(traced, ctx.endpoint, ctx.question, answerer.trace_tags(ctx, loaded), ctx.session_id) as span,
             dspy.context(lm=answerer.lm, adapter=answerer.adapter, callbacks=answerer.sampler.callbacks(traced)),
         ):
             metrics.current_variant.set(loaded.variant)
+            # Built inside the context: streamify captures the callbacks (tracing or not) when it is created.
+            program = dspy.streamify(
+                loaded.program,
+                status_message_provider=QAStatus(),
+                stream_listeners=[StreamListener(signature_field_name="answer")],
+                is_async_program=True,
+            )
             tokens = JsonStringTokens() if isinstance(answerer.adapter, JSONAdapter) else PlainTokens()
             async with asyncio.timeout(answerer.settings.request_timeout_s):
                 async for item in program(question=ctx.question):

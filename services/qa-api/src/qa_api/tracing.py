@@ -24,9 +24,20 @@ from qa_core import contracts
 logger = logging.getLogger(__name__)
 
 
+# --8<-- [start:keep-traces]
 def keep_mlflow_traces_in_mlflow() -> None:
-    """MLflow sends traces only to an OTLP endpoint when OTEL_EXPORTER_OTLP_* is set, unless told not to."""
+    """Make the standard OTEL_* variables safe for MLflow's traces.
+
+    With OTEL_EXPORTER_OTLP_ENDPOINT set, MLflow 3.17 sends its traces only to that endpoint unless
+    MLFLOW_ENABLE_OTLP_EXPORTER is false. It also exports span metrics there, by default over gRPC;
+    without the gRPC exporter installed, that fails inside span end and the trace is lost. We speak
+    OTLP over HTTP, so say so.
+    """
     os.environ.setdefault("MLFLOW_ENABLE_OTLP_EXPORTER", "false")
+    os.environ.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+
+
+# --8<-- [end:keep-traces]
 
 
 def enable_dspy_autolog() -> None:

@@ -1,0 +1,18 @@
+"""Register program versions in a real MLflow server, the way the optimizer-worker does."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow import MlflowClient
+
+from qa_core import registry
+from qa_core.baseline import build_baseline
+from qa_core.settings import CoreSettings
+
+
+def register_program(client: MlflowClient, model_name: str, demos: int) -> str:
+    """Log a baseline-shaped program with `demos` demos as a new version; return its version number."""
+    mlflow.set_experiment(f"{model_name}-runs")
+    with mlflow.start_run() as run:
+        registry.log_program_state(build_baseline(CoreSettings(_env_file=None), demos))
+    return registry.register_version(client, model_name, run.info.run_id, {}).version
