@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
+CHROMIUM := /usr/bin/chromium
 # llama.cpp compiles for a portable x86-64 baseline: a native build can pick CPU paths (AMX) that a
 # VM advertises but cannot run, and the same flags build the Docker image.
 LLAMA_BUILD := --config-settings-package 'llama-cpp-python:cmake.args=-DGGML_NATIVE=OFF'
@@ -37,8 +38,15 @@ $(VENV)/.installed: $(UV) requirements/dev.txt requirements/lm-model.txt $(wildc
 	touch $@
 
 .PHONY: setup
-setup: $(VENV)/.installed ## Create .venv with every pinned dependency and the local packages
+setup: $(VENV)/.installed $(CHROMIUM) ## Create .venv with every pinned dependency and the local packages
 # --8<-- [end:setup]
+
+# The feedback-ui browser tests drive Debian's Chromium through Playwright (`playwright install` cannot
+# download browsers here). Installed once; the target is the binary, so a second run does nothing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
 .PHONY: lock
 LOCKS := dev bootstrap llm qa-api optimizer-worker feedback-ui
@@ -82,6 +90,16 @@ worker: setup ## optimizer-worker alone: migrate, bootstrap MLflow, jobs API on 
 	$(BIN)/optimizer-worker-migrate
 	$(BIN)/optimizer-worker-bootstrap
 	trap 'kill 0' EXIT; $(BIN)/optimizer-worker-api & $(BIN)/optimizer-worker worker
+
+.PHONY: ui
+ui: setup ## feedback-ui alone: migrate, then serve on :8002 (needs MLflow and qa-api; dev users admin/annotator)
+	$(BIN)/feedback-ui-migrate
+	$(BIN)/feedback-ui
+
+.PHONY: ui-screenshots
+ui-screenshots: setup ## Run the feedback-ui browser tests and copy their screenshots into docs/img/feedback-ui/
+	$(BIN)/pytest services/feedback-ui -m browser
+	mkdir -p docs/img/feedback-ui && cp test-artifacts/feedback-ui/*.png docs/img/feedback-ui/
 
 .PHONY: eval
 eval: setup ## Evaluate the baseline program on the dev split (needs `make lm` in another shell)

@@ -159,14 +159,20 @@ def mlflow_server(root: str) -> Iterator[ManagedProcess]:
     """A real `mlflow server` process with a SQLite backend and served artifacts under `root`."""
     port = free_port()
     args = [
-        os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-        "--artifacts-destination", f"{root}/artifacts",
+        os.path.join(os.path.dirname(sys.executable), "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root}/mlflow.db",
+        "--artifacts-destination",
+        f"{root}/artifacts",
         "--serve-artifacts",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",
-    ]  # fmt: skip
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     with running(args, f"http://127.0.0.1:{port}/health", timeout_s=120, name="mlflow server") as process:
         process.url = f"http://127.0.0.1:{port}"
         yield process
@@ -190,9 +196,12 @@ def feedback_ui(env: dict[str, str]) -> Iterator[ManagedProcess]:
     bin_dir = os.path.dirname(sys.executable)
     settings = {"PORT": str(port), "HOST": "127.0.0.1", **env}
     subprocess.run(
-        [os.path.join(bin_dir, "feedback-ui-migrate")], env={**os.environ, **QUIET_ENV, **settings}, check=True,
-        capture_output=True, timeout=120,
-    )  # fmt: skip
+        [os.path.join(bin_dir, "feedback-ui-migrate")],
+        env={**os.environ, **QUIET_ENV, **settings},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     args = [os.path.join(bin_dir, "feedback-ui")]
     health = f"http://127.0.0.1:{port}/health/ready"
     with running(args, health, env=settings, timeout_s=90, name="feedback-ui") as process:
@@ -207,9 +216,12 @@ def optimizer_worker_api(env: dict[str, str]) -> Iterator[ManagedProcess]:
     bin_dir = os.path.dirname(sys.executable)
     settings = {"API_PORT": str(port), "API_HOST": "127.0.0.1", **env}
     subprocess.run(
-        [os.path.join(bin_dir, "optimizer-worker-migrate")], env={**os.environ, **QUIET_ENV, **settings},
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [os.path.join(bin_dir, "optimizer-worker-migrate")],
+        env={**os.environ, **QUIET_ENV, **settings},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     args = [os.path.join(bin_dir, "optimizer-worker-api")]
     with running(args, f"http://127.0.0.1:{port}/health/live", env=settings, timeout_s=90, name="jobs API") as process:
         process.url = f"http://127.0.0.1:{port}"

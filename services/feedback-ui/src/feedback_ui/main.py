@@ -1,0 +1,185 @@
+"""feedback-ui: the app factory, its lifespan, and the console entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from feedback_ui import metrics
+from feedback_ui.auth import Authenticator, hash_password, token_digest
+from feedback_ui.db import Database
+from feedback_ui.experiment import Experiment
+from feedback_ui.feedback import FeedbackService
+from feedback_ui.handlers import install_handlers
+from feedback_ui.jobs_client import JobsClient
+from feedback_ui.outbox import Outbox
+from feedback_ui.qa_client import QaClient
+from feedback_ui.review import ReviewQueue
+from feedback_ui.routes import api, auth, experiment, health, jobs, pages
+from feedback_ui.settings import Settings
+from feedback_ui.traces import TraceStore
+from qa_core import contracts
+from qa_core.registry import configure_mlflow
+
+logger = logging.getLogger("feedback_ui")
+STATIC = Path(__file__).parent / "static"
+# Scripts and styles only from this origin (htmx is vendored), no framing, forms post only here.
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+class RequestContext:
+    """Request id (taken from X-Request-Id or made), security headers, and request metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        sent = headers.get(contracts.HEADER_REQUEST_ID.lower().encode(), b"").decode("latin-1")[:64]
+        request_id = sent or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started, status = time.perf_counter(), 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                extra = [
+                    (b"x-request-id", request_id.encode()),
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"same-origin"),
+                ]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            metrics.REQUESTS.labels(route, str(status)).inc()
+            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+
+
+# --8<-- [start:lifespan]
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = app.state
+    state.outbox_task = asyncio.create_task(state.outbox.run_forever(), name="outbox")
+    state.outbox_task.add_done_callback(_report_death)
+    logger.info(
+        "feedback-ui ready: qa-api %s, MLflow %s", state.settings.qa_api_url, state.settings.mlflow_tracking_uri
+    )
+    try:
+        yield
+    finally:
+        state.outbox_task.cancel()
+        await asyncio.gather(state.outbox_task, return_exceptions=True)
+        await state.http.aclose()
+
+
+def _report_death(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the outbox loop died; /health/ready now fails", exc_info=task.exception())
+
+
+# --8<-- [end:lifespan]
+
+
+# --8<-- [start:create-app]
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    mlflow_client = configure_mlflow(settings)  # no MLflow-level retries: the outbox does its own
+    db = Database(settings.database_url, settings.db_threads)
+    traces = TraceStore(settings.mlflow_tracking_uri, settings.mlflow_experiment_name)
+    http = httpx.AsyncClient(timeout=10.0)
+    outbox = Outbox(settings, db, traces)
+
+    app = FastAPI(title="feedback-ui", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
+                  openapi_url="/api/openapi.json", redoc_url=None)  # fmt: skip
+    state = app.state
+    state.settings, state.db, state.http, state.outbox, state.outbox_task = settings, db, http, outbox, None
+    state.auth = Authenticator(settings, db)
+    state.feedback = FeedbackService(db, traces, outbox.wake)
+    state.qa = QaClient(http, settings.qa_api_url, settings.qa_api_timeout_s)
+    state.jobs = JobsClient(http, settings.worker_api_url)
+    state.review = ReviewQueue(settings, db, traces)
+    state.experiment = Experiment(settings, db, mlflow_client, http)
+
+    install_handlers(app)
+    for module in (auth, pages, experiment, jobs, api, health):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret.get_secret_value(),  # type: ignore[union-attr]
+        session_cookie="feedback_ui_session",
+        max_age=settings.session_max_age_s,
+        same_site=settings.cookie_samesite,
+        https_only=bool(settings.cookie_secure),
+    )  # signed (itsdangerous), always HttpOnly
+    app.add_middleware(RequestContext)
+    return app
+
+
+# --8<-- [end:create-app]
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=False)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: `feedback-ui` serves; `feedback-ui hash-password` and `feedback-ui new-token`
+    make the values USERS and API_TOKENS expect."""
+    parser = argparse.ArgumentParser(prog="feedback-ui", description="The human feedback web app.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the web app (the default)")
+    commands.add_parser("hash-password", help="read a password (stdin or prompt), print its argon2 hash")
+    token = commands.add_parser("new-token", help="make an API token; print it once, and its USERS-style entry")
+    token.add_argument("name")
+    token.add_argument("--role", choices=["annotator", "admin"], default="annotator")
+    args = parser.parse_args(argv)
+    if args.command == "hash-password":
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+        if not password:
+            parser.error("an empty password is not a password")
+        print(hash_password(password))
+    elif args.command == "new-token":
+        value = secrets.token_urlsafe(32)
+        print(f"token (give it to the client, it is not stored): {value}")
+        entry = {"name": args.name, "token_sha256": token_digest(value), "role": args.role}
+        print(f"API_TOKENS entry: {json.dumps(entry)}")
+    else:
+        serve(Settings())
+
+
+if __name__ == "__main__":
+    main()
