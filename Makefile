@@ -112,3 +112,11 @@ docs: setup ## Build the docs site into site/ (serve with `.venv/bin/mkdocs serv
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and local state
 	rm -rf $(VENV) .pytest_cache .ruff_cache site reports .state
+
+.PHONY: load
+load: setup ## Locust against qa-api on the LM simulator (200 ms); CSV + HTML in loadtests/results/
+	$(BIN)/python loadtests/load.py $(LOAD_ARGS)
+
+.PHONY: bench
+bench: setup ## qa-api vs the minimal and tutorial baselines, side by side (writes docs/results/load.md)
+	$(BIN)/python loadtests/bench.py --markdown docs/results/load.md $(BENCH_ARGS)

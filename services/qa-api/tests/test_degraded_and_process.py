@@ -43,8 +43,13 @@ async def test_mlflow_going_down_never_stops_serving_and_the_service_recovers(qa
         name = f"qa-program-{uuid.uuid4().hex[:8]}"
         version = register_program(client, name, 2)
         client.set_registered_model_alias(name, contracts.CHAMPION_ALIAS, version)
-        settings = {"use_registry": True, "mlflow_tracking_uri": server.url, "registered_model_name": name,
-                    "registry_poll_s": 0.3, "mlflow_timeout_s": 1.0}  # fmt: skip
+        settings = {
+            "use_registry": True,
+            "mlflow_tracking_uri": server.url,
+            "registered_model_name": name,
+            "registry_poll_s": 0.3,
+            "mlflow_timeout_s": 1.0,
+        }
         async with qa_client(**settings) as api:
             assert (await ready(api))["champion"] == version
 
@@ -70,8 +75,12 @@ async def _degraded(api, expected: bool) -> bool:
 
 
 async def test_an_unreachable_registry_at_start_serves_the_baseline_as_degraded(qa_client) -> None:
-    settings = {"use_registry": True, "mlflow_tracking_uri": f"http://127.0.0.1:{processes.free_port()}",
-                "registry_startup_timeout_s": 2.0, "mlflow_timeout_s": 1.0}  # fmt: skip
+    settings = {
+        "use_registry": True,
+        "mlflow_tracking_uri": f"http://127.0.0.1:{processes.free_port()}",
+        "registry_startup_timeout_s": 2.0,
+        "mlflow_timeout_s": 1.0,
+    }
     async with qa_client(**settings) as api:
         state = await ready(api)
         answer = await api.post("/v1/answer", json=QUESTION)
@@ -100,12 +109,15 @@ def test_otel_http_spans_are_exported_and_mlflow_still_gets_its_trace(simulator_
     collector = HTTPServer(("127.0.0.1", 0), OTLPCollector)
     threading.Thread(target=collector.serve_forever, daemon=True).start()
     env = {
-        "LM_MODEL": "openai/lm-simulator", "LM_API_BASE": simulator_base, "LM_API_KEY": "sim",
-        "MLFLOW_TRACKING_URI": mlflow_server.url, "MLFLOW_EXPERIMENT_NAME": f"otel-{uuid.uuid4().hex[:6]}",
+        "LM_MODEL": "openai/lm-simulator",
+        "LM_API_BASE": simulator_base,
+        "LM_API_KEY": "sim",
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "MLFLOW_EXPERIMENT_NAME": f"otel-{uuid.uuid4().hex[:6]}",
         "REGISTERED_MODEL_NAME": f"otel-{uuid.uuid4().hex[:6]}",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
-    }  # fmt: skip
+    }
     try:
         with processes.qa_api(env) as api:
             body = httpx.post(f"{api.url}/v1/answer", json=QUESTION, timeout=30).json()

@@ -187,7 +187,7 @@ async def test_health_and_metrics(qa_client) -> None:
     assert ready["ready"] is True
     assert ready["source"] == "baseline"
     assert ready["degraded"] is False
-    assert 'qa_requests_total{endpoint="answer",status="ok",variant="champion"}' in exposition
+    assert 'qa_requests_total{endpoint="answer",status="ok",synthetic="false",variant="champion"}' in exposition
     assert "qa_request_duration_seconds_bucket" in exposition
     assert 'qa_lm_call_duration_seconds_count{variant="champion"}' in exposition
     assert 'qa_lm_tokens_total{kind="prompt",variant="champion"}' in exposition

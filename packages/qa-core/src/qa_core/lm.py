@@ -54,12 +54,15 @@ def register_local_provider(default_base_url: str = "http://127.0.0.1:8080/v1") 
 
 
 # --8<-- [start:build-lm]
-def build_lm(settings: CoreSettings) -> dspy.LM:
-    """The LM every program call goes through; one instance per process is enough."""
+def build_lm(settings: CoreSettings, lm_class: type[dspy.LM] = dspy.LM) -> dspy.LM:
+    """The LM every program call goes through; one instance per process is enough.
+
+    `lm_class` lets a service add behaviour around every call (qa-api times them) without DSPy callbacks.
+    """
     if settings.lm_model.startswith(f"{LOCAL_PROVIDER}/"):
         register_local_provider()
     assert settings.lm_api_key is not None  # the settings validator fills the dev placeholder
-    return dspy.LM(
+    return lm_class(
         settings.lm_model,
         api_base=settings.lm_api_base or None,
         # Local servers need a non-empty key; hosted ones need the real one.

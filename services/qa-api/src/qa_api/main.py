@@ -30,10 +30,7 @@ _process_settings = Settings()
 tracing.keep_mlflow_traces_in_mlflow()
 mlflow.set_tracking_uri(_process_settings.mlflow_tracking_uri)  # never MLflow's default local database
 configure_dspy(_process_settings)
-tracing.enable_dspy_autolog()
-import dspy  # noqa: E402  (after configuration, on purpose)
-
-dspy.settings.configure(callbacks=[*dspy.settings.callbacks, metrics.LMCallMetrics()])
+MLFLOW_DSPY_CALLBACK = tracing.enable_dspy_autolog()
 # --8<-- [end:process-setup]
 
 
@@ -104,9 +101,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.programs = ProgramRegistry(settings, client)
     app.state.answerer = Answerer(
-        settings, app.state.programs, build_lm(settings), build_adapter(settings),
-        tracing.TraceSampler(settings.trace_sampling_ratio),
-    )  # fmt: skip
+        settings,
+        app.state.programs,
+        build_lm(settings, metrics.TimedLM),
+        build_adapter(settings),
+        tracing.TraceSampler(settings.trace_sampling_ratio, MLFLOW_DSPY_CALLBACK),
+    )
     install_handlers(app)
     app.include_router(answer.build_router(settings))
     app.include_router(health.router)

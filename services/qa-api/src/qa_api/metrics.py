@@ -1,4 +1,4 @@
-"""Prometheus metrics, labelled by variant where it makes sense, and the DSPy callback that times LM calls."""
+"""Prometheus metrics, labelled by variant where it makes sense, and the LM wrapper that times LM calls."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
-from dspy.utils.callback import BaseCallback
+import dspy
 from prometheus_client import Counter, Gauge, Histogram
 
 # The variant serving the current request, for metrics recorded deep inside DSPy.
@@ -15,37 +15,55 @@ current_variant: ContextVar[str] = ContextVar("current_variant", default="none")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
 
 # --8<-- [start:metrics]
-REQUESTS = Counter("qa_requests_total", "Questions answered, by endpoint, variant and outcome.",
-                   ["endpoint", "variant", "status"])  # fmt: skip
-REQUEST_LATENCY = Histogram("qa_request_duration_seconds", "Time to answer one question.",
-                            ["endpoint", "variant"], buckets=LATENCY_BUCKETS)  # fmt: skip
+# `synthetic` is "true" for load-test traffic (X-Synthetic), so dashboards can leave it out.
+REQUESTS = Counter(
+    "qa_requests_total",
+    "Questions answered, by endpoint, variant and outcome.",
+    ["endpoint", "variant", "status", "synthetic"],
+)
+REQUEST_LATENCY = Histogram(
+    "qa_request_duration_seconds",
+    "Time to answer one question.",
+    ["endpoint", "variant", "synthetic"],
+    buckets=LATENCY_BUCKETS,
+)
 INFLIGHT = Gauge("qa_inflight_requests", "Questions being answered now.")
 INFLIGHT_LIMIT = Gauge("qa_inflight_limit", "Questions allowed in progress at once.")
-LM_LATENCY = Histogram("qa_lm_call_duration_seconds", "Duration of one LM call.", ["variant"],
-                       buckets=LATENCY_BUCKETS)  # fmt: skip
-LM_TOKENS = Counter("qa_lm_tokens_total", "LM tokens, by variant and kind (prompt, completion).",
-                    ["variant", "kind"])  # fmt: skip
+LM_LATENCY = Histogram("qa_lm_call_duration_seconds", "Duration of one LM call.", ["variant"], buckets=LATENCY_BUCKETS)
+LM_TOKENS = Counter("qa_lm_tokens_total", "LM tokens, by variant and kind (prompt, completion).", ["variant", "kind"])
 ERRORS = Counter("qa_errors_total", "Failed questions, by error kind.", ["kind"])
-PROGRAM_INFO = Gauge("qa_program_version_info", "The program version serving each variant (value 1).",
-                     ["variant", "version"])  # fmt: skip
+PROGRAM_INFO = Gauge(
+    "qa_program_version_info", "The program version serving each variant (value 1).", ["variant", "version"]
+)
 CHALLENGER_SHARE = Gauge("qa_challenger_share", "Share of sessions assigned to the challenger.")
 REGISTRY_DEGRADED = Gauge("qa_registry_degraded", "1 while MLflow cannot be read and the last programs serve.")
 # --8<-- [end:metrics]
 
 
-class LMCallMetrics(BaseCallback):
-    """Times every LM call DSPy makes and attributes it to the request's variant."""
+# --8<-- [start:timed-lm]
+class TimedLM(dspy.LM):
+    """A `dspy.LM` that times its async calls and attributes them to the request's variant.
 
-    def __init__(self) -> None:
-        self._started: dict[str, tuple[float, str]] = {}
+    Not a DSPy callback on purpose: with any callback registered, DSPy inspects the arguments and
+    mints an id for every module, adapter and LM call, which costs more CPU than the request's own
+    serving work. Callbacks stay off unless a request is traced.
+    """
 
-    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-        self._started[call_id] = (time.perf_counter(), current_variant.get())
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await super().acall(*args, **kwargs)
+        finally:
+            LM_LATENCY.labels(current_variant.get()).observe(time.perf_counter() - started)
 
-    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-        started = self._started.pop(call_id, None)
-        if started is not None:
-            LM_LATENCY.labels(started[1]).observe(time.perf_counter() - started[0])
+
+# --8<-- [end:timed-lm]
+
+
+def observe_request(endpoint: str, variant: str, status: str, synthetic: bool, seconds: float) -> None:
+    label = "true" if synthetic else "false"
+    REQUESTS.labels(endpoint, variant, status, label).inc()
+    REQUEST_LATENCY.labels(endpoint, variant, label).observe(seconds)
 
 
 def record_usage(variant: str, usage: dict[str, dict[str, Any]]) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
-import uuid
 from typing import Any
 
 from qa_core.contracts import HEADER_REQUEST_ID
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HEADER = HEADER_REQUEST_ID.lower().encode()
+# A random prefix per process and a counter: unique, and far cheaper per request than uuid4().
+_PREFIX = os.urandom(6).hex()
+_COUNTER = itertools.count(1)
 
 
 class RequestIdMiddleware:
@@ -24,7 +28,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == _HEADER), "")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _SAFE_ID.match(given) else f"{_PREFIX}-{next(_COUNTER):x}"
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: dict) -> None:

@@ -137,8 +137,9 @@ class Answerer:
                 status = "ok"
                 return response
             finally:
-                metrics.REQUESTS.labels(ctx.endpoint, loaded.variant, status).inc()
-                metrics.REQUEST_LATENCY.labels(ctx.endpoint, loaded.variant).observe(time.perf_counter() - started)
+                metrics.observe_request(
+                    ctx.endpoint, loaded.variant, status, ctx.synthetic, time.perf_counter() - started
+                )
 
     async def run(self, loaded: LoadedProgram, question: str) -> dspy.Prediction:
         """The program call itself, under the request deadline, with LM failures given a meaning."""

@@ -108,8 +108,7 @@ async def produce(answerer: Answerer, ctx: AnswerContext, loaded: LoadedProgram,
         await queue.put(sse("error", error_body(mapped.code, mapped.message, ctx.request_id)))
     finally:
         answerer.limiter.release()
-        metrics.REQUESTS.labels(ctx.endpoint, loaded.variant, status).inc()
-        metrics.REQUEST_LATENCY.labels(ctx.endpoint, loaded.variant).observe(time.perf_counter() - started)
+        metrics.observe_request(ctx.endpoint, loaded.variant, status, ctx.synthetic, time.perf_counter() - started)
         await queue.put(None)
 
 

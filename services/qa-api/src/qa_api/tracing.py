@@ -40,28 +40,34 @@ def keep_mlflow_traces_in_mlflow() -> None:
 # --8<-- [end:keep-traces]
 
 
-def enable_dspy_autolog() -> None:
-    """Install MLflow's DSPy callback. Like `dspy.configure`, call it once at import, in the main thread."""
+def enable_dspy_autolog() -> MlflowCallback:
+    """Turn on MLflow's DSPy autologging, then take its callback out of DSPy's global settings.
+
+    Like `dspy.configure`, call it once at import, in the main thread. The callback comes back only
+    for the requests that are traced (`TraceSampler.callbacks`): with any callback installed
+    globally, DSPy pays per-call bookkeeping on every request, traced or not.
+    """
     mlflow.dspy.autolog(log_traces=True, silent=True)
+    callback = next(c for c in dspy.settings.callbacks if isinstance(c, MlflowCallback))
+    dspy.settings.configure(callbacks=[c for c in dspy.settings.callbacks if c is not callback])
+    return callback
 
 
 # --8<-- [start:sampling]
 class TraceSampler:
     """Decides per request whether to trace, and hands DSPy the callbacks that match the decision."""
 
-    def __init__(self, ratio: float, rng: random.Random | None = None) -> None:
-        self.ratio = ratio
+    def __init__(self, ratio: float, tracer: MlflowCallback, rng: random.Random | None = None) -> None:
+        self.ratio, self.tracer = ratio, tracer
         self.rng = rng or random.Random()
         self.experiment_ready = False  # no traces until the experiment exists in MLflow
 
     def should_trace(self, forced: bool) -> bool:
         return self.experiment_ready and (forced or self.rng.random() < self.ratio)
 
-    @staticmethod
-    def callbacks(traced: bool) -> list[Any]:
-        """The process's DSPy callbacks, without MLflow's when this request is not traced."""
-        callbacks = list(dspy.settings.callbacks)
-        return callbacks if traced else [c for c in callbacks if not isinstance(c, MlflowCallback)]
+    def callbacks(self, traced: bool) -> list[Any]:
+        """The process's DSPy callbacks, plus MLflow's when this request is traced."""
+        return [*dspy.settings.callbacks, self.tracer] if traced else dspy.settings.callbacks
 
 
 # --8<-- [end:sampling]
@@ -74,8 +80,9 @@ def ensure_experiment(name: str) -> None:
 
 # --8<-- [start:request-trace]
 @contextlib.contextmanager
-def request_trace(traced: bool, endpoint: str, question: str, tags: dict[str, str], session_id: str | None
-                  ) -> Iterator[Any]:  # fmt: skip
+def request_trace(
+    traced: bool, endpoint: str, question: str, tags: dict[str, str], session_id: str | None
+) -> Iterator[Any]:
     """The root span of a request; DSPy's module, predictor and LM spans nest under it."""
     if not traced:
         yield None

@@ -1,0 +1,194 @@
+"""Side-by-side throughput of qa-api and two baselines serving the same program on the same LM simulator.
+
+    python loadtests/bench.py --users 16 64 --duration 30
+
+For each app and user count it runs Locust headless (AnswerUser only), and reads the app process's
+CPU time from /proc before and after, so the report gives requests/s, latency percentiles and CPU
+milliseconds per request. Numbers are only comparable within one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qa_core import contracts, registry  # noqa: E402
+from qa_core.settings import CoreSettings  # noqa: E402
+from tests.support import processes  # noqa: E402
+from tests.support.programs import register_program  # noqa: E402
+
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "loadtests" / "results"
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its reaped children, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def app_process(
+    kind: str, lm_base: str, mlflow_url: str, model: str, sampling: float
+) -> Iterator[processes.ManagedProcess]:
+    # Through the declared llama.cpp provider, as in production (a model name DSPy must look up costs CPU).
+    lm_env = {"LM_MODEL": "llamacpp/lm-simulator", "LM_API_BASE": lm_base, "LM_API_KEY": "sim", "LM_NUM_RETRIES": "0"}
+    if kind == "qa-api":
+        env = {
+            **lm_env,
+            "MLFLOW_TRACKING_URI": mlflow_url,
+            "REGISTERED_MODEL_NAME": model,
+            "MLFLOW_EXPERIMENT_NAME": f"{model}-traces",
+            "TRACE_SAMPLING_RATIO": str(sampling),
+            "MAX_INFLIGHT": "256",
+            "LOG_LEVEL": "warning",
+        }
+        with processes.qa_api(env) as api:
+            yield api
+        return
+    port = processes.free_port()
+    module = {"minimal": "minimal_app", "tutorial": "tutorial_app"}[kind]
+    args = [
+        str(BIN / "python"),
+        "-m",
+        "uvicorn",
+        f"loadtests.baselines.{module}:app",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with processes.running(
+        args, f"http://127.0.0.1:{port}/docs", env={**lm_env, "PYTHONPATH": str(ROOT)}, name=kind
+    ) as app:
+        app.url = f"http://127.0.0.1:{port}"
+        yield app
+
+
+def locust(host: str, users: int, duration: int, prefix: Path) -> dict:
+    args = [
+        str(BIN / "locust"),
+        "-f",
+        str(ROOT / "loadtests/locustfile.py"),
+        "AnswerUser",
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{duration}s",
+        "--host",
+        host,
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
+    subprocess.run(args, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with open(f"{prefix}_stats.csv") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
+    return {
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "rps": float(row["Requests/s"]),
+        "p50_ms": float(row["50%"]),
+        "p95_ms": float(row["95%"]),
+        "p99_ms": float(row["99%"]),
+    }
+
+
+def measure(
+    kind: str, users: list[int], duration: int, lm_base: str, mlflow_url: str, model: str, sampling: float, label: str
+) -> list[dict]:
+    rows = []
+    with app_process(kind, lm_base, mlflow_url, model, sampling) as app:
+        locust(app.url, 8, 5, RESULTS / f"warmup-{label}")  # imports, caches, connection pools
+        for count in users:
+            before = cpu_seconds(app.proc.pid)
+            stats = locust(app.url, count, duration, RESULTS / f"{label}-u{count}")
+            cpu = cpu_seconds(app.proc.pid) - before
+            rows.append(
+                {
+                    "app": label,
+                    "users": count,
+                    **stats,
+                    "cpu_ms_per_request": round(1000 * cpu / max(1, stats["requests"]), 2),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], latency_ms: int, sampling: float) -> str:
+    lines = [
+        f"Measured by `python loadtests/bench.py` on {os.cpu_count()} cores, LM simulator at {latency_ms} ms per call, "
+        f"qa-api with routing (champion and challenger at 50%), Prometheus metrics, and MLflow tracing at sampling "
+        f"ratio {sampling:g}. Ratios are to the minimal app at the same user count.",
+        "",
+        "| app | users | requests/s | p50 ms | p95 ms | p99 ms | CPU ms/request | failures | vs minimal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    minimal = {r["users"]: r["rps"] for r in rows if r["app"] == "minimal"}
+    for r in rows:
+        ratio = r["rps"] / minimal[r["users"]] if minimal.get(r["users"]) else float("nan")
+        lines.append(
+            f"| {r['app']} | {r['users']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
+            f"{r['p99_ms']:.0f} | {r['cpu_ms_per_request']:.2f} | {r['failures']} | {ratio:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--duration", type=int, default=30)
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--sampling", type=float, default=0.1, help="qa-api's TRACE_SAMPLING_RATIO")
+    parser.add_argument("--apps", nargs="+", default=["qa-api", "minimal", "tutorial"])
+    parser.add_argument("--markdown", type=Path, help="also write the table here (e.g. docs/results/load.md)")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    with (
+        tempfile.TemporaryDirectory() as root,
+        processes.lm_simulator(latency_ms=args.latency_ms) as lm_base,
+        processes.mlflow_server(root) as mlflow_server,
+    ):
+        client = registry.configure_mlflow(CoreSettings(mlflow_tracking_uri=mlflow_server.url))
+        model = f"bench-{uuid.uuid4().hex[:6]}"
+        client.set_registered_model_alias(model, contracts.CHAMPION_ALIAS, register_program(client, model, 2))
+        client.set_registered_model_alias(model, contracts.CHALLENGER_ALIAS, register_program(client, model, 2))
+        registry.set_challenger_share(client, model, 0.5)
+        rows = []
+        for app in args.apps:
+            rows += measure(app, args.users, args.duration, lm_base, mlflow_server.url, model, args.sampling, app)
+            time.sleep(1)
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(rows, indent=2))
+    table = markdown(rows, args.latency_ms, args.sampling)
+    (RESULTS / f"bench-{stamp}.md").write_text(table)
+    if args.markdown:
+        args.markdown.write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
