@@ -48,28 +48,24 @@ def run_job(optimizer: str, budget: int, train_limit: int, dev_limit: int, log_d
 
 
 def table(rows: list[dict]) -> str:
+    """One row per job: the candidate's dev scores next to the baseline's, measured in the same job."""
     lines = [
-        "| program | budget | dev combined | dev F1 | dev citation | optimize wall time | optimize LM calls "
-        "| job wall time | job LM calls |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| optimizer | budget | candidate dev score | baseline dev score (same job) | candidate F1 / citation "
+        "| decision | optimize time | optimize LM calls | job time | job LM calls |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    baseline = next((r for r in rows if r.get("metrics")), None)
-    if baseline:
-        m = baseline["metrics"]
-        lines.append(
-            f"| baseline (shipped) | - | {m['champion_dev_combined']:.3f} | {m['champion_dev_f1']:.3f} | "
-            f"{m['champion_dev_citation']:.3f} | - | - | - | {baseline['eval_lm_calls'].get('champion-dev', 0):.0f} |"
-        )
     for r in rows:
         view, m = r["view"], r.get("metrics", {})
         if view.get("state") != "succeeded":
-            lines.append(f"| {r['optimizer']} | {r['budget']} | failed: {view.get('error')} | | | | | | |")
+            lines.append(f"| {r['optimizer']} | {r['budget']} | failed: {view.get('error')} | | | | | | | |")
             continue
         calls = m.get("optimize_lm_calls", 0) + sum(v or 0 for v in r["eval_lm_calls"].values())
         lines.append(
-            f"| {r['optimizer']} | {r['budget']} | {m['candidate_dev_combined']:.3f} | {m['candidate_dev_f1']:.3f} | "
-            f"{m['candidate_dev_citation']:.3f} | {m['optimize_wall_time_s']:.0f} s | {m['optimize_lm_calls']:.0f} | "
-            f"{r['process_wall_s']:.0f} s | {calls:.0f} |"
+            f"| {r['optimizer']} | {r['budget']} | {m['candidate_dev_combined']:.3f} "
+            f"| {m['champion_dev_combined']:.3f} "
+            f"| {m['candidate_dev_f1']:.3f} / {m['candidate_dev_citation']:.3f} | {view['decision']} "
+            f"| {m['optimize_wall_time_s']:.0f} s | {m['optimize_lm_calls']:.0f} | {r['process_wall_s']:.0f} s "
+            f"| {calls:.0f} |"
         )
     return "\n".join(lines)
 
@@ -80,7 +76,11 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=16)
     parser.add_argument("--dev-limit", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("reports/optimizers"))
+    parser.add_argument("--table-only", action="store_true", help="print the table of an earlier results.json")
     args = parser.parse_args()
+    if args.table_only:
+        print(table(json.loads((args.out / "results.json").read_text())))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for item in args.plan.split(","):

@@ -24,7 +24,7 @@ def test_bootstrap_fewshot_job_on_the_real_model(make_deployment, llama_base: st
     job = {
         "optimizer": "bootstrap_fewshot",
         "budget": 1,
-        "dataset": {"include_feedback": False, "train_limit": 6, "dev_limit": 8},
+        "dataset": {"include_feedback": False, "train_limit": 4, "dev_limit": 6},
     }
     seen: list[dict] = []
     with d.api() as api, d.worker():
