@@ -41,6 +41,18 @@ def users_env() -> dict[str, str]:
     return {"USERS": json.dumps(users), "API_TOKENS": json.dumps(tokens), "SESSION_SECRET": uuid.uuid4().hex * 2}
 
 
+@pytest.fixture(scope="session")
+def passwords() -> dict[str, str]:
+    """The clear-text passwords of the test users, for tests that type them into the login form."""
+    return dict(PASSWORDS)
+
+
+@pytest.fixture(scope="session")
+def robot_headers() -> dict[str, str]:
+    """The Authorization header of the annotator API token `robot`."""
+    return {"Authorization": f"Bearer {TOKENS['robot'][0]}"}
+
+
 class Deployment:
     """One isolated feedback-ui deployment: its own database, experiment and registered model."""
 
@@ -87,6 +99,14 @@ class Deployment:
         trace_id = log_qa_trace(self.env["MLFLOW_EXPERIMENT_NAME"], question, answer, **tags)
         mlflow.flush_trace_async_logging()
         return trace_id
+
+    def many_traces(self, count: int) -> list[str]:
+        """`count` traces, exported together (one flush), for tests that need volume."""
+        mlflow.set_tracking_uri(self.env["MLFLOW_TRACKING_URI"])
+        experiment = self.env["MLFLOW_EXPERIMENT_NAME"]
+        ids = [log_qa_trace(experiment, f"Question number {i}?", f"Answer {i}") for i in range(count)]
+        mlflow.flush_trace_async_logging()
+        return ids
 
     def assessments(self, trace_id: str, name: str | None = None, valid_only: bool = True) -> list:
         found = self.traces.get_trace_info(trace_id).assessments or []

@@ -149,7 +149,7 @@ def test_the_chart_draws_each_rate_and_its_interval_to_scale() -> None:
     ns = {"svg": "http://www.w3.org/2000/svg"}
     bars = root.findall("svg:rect", ns)
     assert len(bars) == 1  # no bar without data
-    plot_height = 280 - 36 - 64
+    plot_height = 280 - 48 - 64
     assert float(bars[0].get("height")) == pytest.approx(0.8 * plot_height, abs=0.1)
     texts = [t.text for t in root.findall("svg:text", ns)]
     assert "challenger <v2>" in texts  # escaped in the markup, intact when parsed

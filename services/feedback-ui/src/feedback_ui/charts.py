@@ -22,7 +22,7 @@ class Bar:
 # --8<-- [start:bars]
 def bar_chart(bars: list[Bar], title: str, width: int = 640, height: int = 280) -> str:
     """Vertical bars on a 0-100% axis, each with its 95% interval as a whisker."""
-    left, right, top, bottom = 48, 16, 36, 64
+    left, right, top, bottom = 48, 16, 48, 64
     plot_w, plot_h = width - left - right, height - top - bottom
     slot = plot_w / max(1, len(bars))
 

@@ -166,12 +166,20 @@ class Outbox:
         if not claimed:
             return False, False
         results: list[tuple[list[Outcome], TraceInfo | None]] = []
+        down = anyio.Event()  # set by the first call that finds MLflow unavailable: the rest wait for next round
 
         async def one(group: Claimed) -> None:
-            results.append(await anyio.to_thread.run_sync(deliver_trace, self.traces, group, limiter=self.mlflow_slots))
+            if down.is_set():
+                results.append(([Outcome(i.id, reason="not_attempted") for i in group.items], None))
+                return
+            outcome = await anyio.to_thread.run_sync(deliver_trace, self.traces, group, limiter=self.mlflow_slots)
+            if any(o.reason == "mlflow_unavailable" for o in outcome[0]):
+                down.set()
+            results.append(outcome)
 
+        await one(claimed[0])  # a probe: when MLflow is down, one call finds out, not one per trace
         async with anyio.create_task_group() as tasks:
-            for group in claimed:
+            for group in claimed[1:]:
                 tasks.start_soon(one, group)
         outcomes = [o for group_outcomes, _ in results for o in group_outcomes]
         infos = [info for _, info in results if info is not None]

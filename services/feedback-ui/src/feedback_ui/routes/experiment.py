@@ -26,7 +26,7 @@ def chart(view: ExperimentView) -> str:
         duel = view.pairwise
         bars.append(Bar("challenger wins (pairwise)", f"{duel.wins}-{duel.losses}-{duel.ties} (W-L-T)", duel.rate,
                         duel.interval, COLORS["pairwise"]))  # fmt: skip
-    return bar_chart(bars, "Answers rated good, and the challenger's pairwise win rate, with 95% intervals")
+    return bar_chart(bars, "Rated good, and pairwise wins, with 95% intervals")
 
 
 @router.get("", response_class=HTMLResponse)
