@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from feedback_ui import metrics
 from feedback_ui.db import Database
 from feedback_ui.errors import IdempotencyConflict, InvalidInput, NotFound, TraceNotFound
 from feedback_ui.models import Answer, Feedback, OutboxItem, Preference
@@ -139,7 +140,10 @@ class FeedbackService:
         if body.correction:
             rows.append(_outbox_row(feedback.id, "correction", body.trace_id, user_id, "expectation",
                                     contracts.ASSESSMENT_CORRECTED_ANSWER, body.correction, None))  # fmt: skip
-        return await self._commit(feedback, rows, Feedback, user_id, body.idempotency_key, digest)
+        submitted = await self._commit(feedback, rows, Feedback, user_id, body.idempotency_key, digest)
+        if submitted.created:  # by variant, for the dashboards and the challenger alert (a replay is not new)
+            metrics.RATINGS.labels(facts.variant or "unknown", body.rating).inc()
+        return submitted
 
     # --8<-- [end:submit]
 

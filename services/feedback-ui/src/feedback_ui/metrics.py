@@ -6,6 +6,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # --8<-- [start:metrics]
 SUBMISSIONS = Counter("feedback_submissions_total", "Feedback and preferences received.", ["kind", "outcome"])
+RATINGS = Counter(
+    "feedback_ratings_total", "Answers rated, by the variant that answered and the rating (up, down).",
+    ["variant", "rating"],
+)  # fmt: skip
 OUTBOX_ITEMS = Gauge("feedback_outbox_items", "Outbox rows by status (pending, delivered, failed).", ["status"])
 OUTBOX_DELIVERED = Counter(
     "feedback_outbox_delivered_total", "Assessments delivered to MLflow; found_existing: logged by an earlier "
