@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import anyio
+import dspy
 import mlflow
 from fastapi import FastAPI
 
@@ -28,8 +29,11 @@ logger = logging.getLogger("qa_api")
 # DSPy callback. Requests never call dspy.configure; they use dspy.context with the app's own LM.
 _process_settings = Settings()
 tracing.keep_mlflow_traces_in_mlflow()
+tracing.skip_missing_llama_index_imports()
 mlflow.set_tracking_uri(_process_settings.mlflow_tracking_uri)  # never MLflow's default local database
 configure_dspy(_process_settings)
+# A server does not need DSPy's per-LM call history (10,000 prompts kept per LM); MLflow traces are the record.
+dspy.configure(disable_history=True)
 MLFLOW_DSPY_CALLBACK = tracing.enable_dspy_autolog()
 # --8<-- [end:process-setup]
 

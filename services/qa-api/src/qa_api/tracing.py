@@ -8,9 +8,11 @@ variables ask for it; that switch never moves MLflow's traces elsewhere.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import random
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +40,18 @@ def keep_mlflow_traces_in_mlflow() -> None:
 
 
 # --8<-- [end:keep-traces]
+
+
+def skip_missing_llama_index_imports() -> None:
+    """Make MLflow's per-attribute probe for LlamaIndex objects cheap when LlamaIndex is not installed.
+
+    MLflow's trace encoder tries `import llama_index...` for every span attribute it cannot encode
+    (DSPy's LM and signature objects, for instance). When the package is missing, each failed import
+    searches sys.path again: profiling showed it at about 6% of qa-api's CPU with tracing on. A None
+    entry in sys.modules makes the same import fail at once, which is documented Python behaviour.
+    """
+    if importlib.util.find_spec("llama_index") is None:
+        sys.modules.setdefault("llama_index", None)  # type: ignore[arg-type]
 
 
 def enable_dspy_autolog() -> MlflowCallback:
