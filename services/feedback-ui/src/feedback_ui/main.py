@@ -39,6 +39,7 @@ from qa_core.registry import configure_mlflow
 
 logger = logging.getLogger("feedback_ui")
 STATIC = Path(__file__).parent / "static"
+OUTBOX_STOP_S = 20.0  # a round makes at most a few MLflow calls per trace, each bounded by MLFLOW_TIMEOUT_S
 # Scripts and styles only from this origin (htmx is vendored), no framing, forms post only here.
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
@@ -96,8 +97,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        state.outbox_task.cancel()
-        await asyncio.gather(state.outbox_task, return_exceptions=True)
+        state.outbox.stop()  # let the round in progress record what it delivered
+        try:
+            await asyncio.wait_for(asyncio.shield(state.outbox_task), OUTBOX_STOP_S)
+        except TimeoutError:
+            logger.warning("the outbox did not stop within %s s; its claims expire with their lease", OUTBOX_STOP_S)
+            state.outbox_task.cancel()
+            await asyncio.gather(state.outbox_task, return_exceptions=True)
         await state.http.aclose()
 
 

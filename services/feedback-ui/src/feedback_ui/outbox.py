@@ -129,6 +129,7 @@ class Outbox:
         self.rng = rng or random.Random()
         self.mlflow_slots = anyio.CapacityLimiter(settings.outbox_concurrency)
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.mlflow_failures = 0  # consecutive rounds that found MLflow down
         self.last_error: str | None = None
 
@@ -136,19 +137,24 @@ class Outbox:
         """Deliver now (a submission was just committed) instead of at the next poll."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Finish the current round, then return: a clean stop leaves no claim behind."""
+        self._stopping.set()
+        self._wake.set()
+
     # --8<-- [start:run-forever]
     async def run_forever(self) -> None:
         logger.info("outbox started")
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     delivered_some, mlflow_down = await self.run_once()
                     await self.publish_gauges()
                 except SQLAlchemyError as error:  # the database is down or busy: log it, wait, and try again
                     logger.warning("outbox round failed: %s", error)
                     delivered_some, mlflow_down = False, True
-                if delivered_some and not mlflow_down:
-                    continue  # there may be more due right now
+                if (delivered_some and not mlflow_down) or self._stopping.is_set():
+                    continue  # there may be more due right now (or we are stopping)
                 delay = self.settings.outbox_poll_s
                 if mlflow_down:
                     delay = max(delay, backoff_s(self.mlflow_failures, self.settings.outbox_backoff_base_s,
@@ -162,9 +168,6 @@ class Outbox:
     async def run_once(self) -> tuple[bool, bool]:
         """One round: claim due traces, deliver them concurrently, record the outcomes."""
         token = str(uuid.uuid4())
-        claimed = await self.db.run(lambda s: claim(s, token, self.settings))
-        if not claimed:
-            return False, False
         results: list[tuple[list[Outcome], TraceInfo | None]] = []
         down = anyio.Event()  # set by the first call that finds MLflow unavailable: the rest wait for next round
 
@@ -177,6 +180,11 @@ class Outbox:
                 down.set()
             results.append(outcome)
 
+        # Not cancelled half-way in normal operation: stop() lets the round finish. If it is cancelled anyway,
+        # the claims are not handed back (a delivery may still be running in its thread); the lease expires.
+        claimed = await self.db.run(lambda s: claim(s, token, self.settings))
+        if not claimed:
+            return False, False
         await one(claimed[0])  # a probe: when MLflow is down, one call finds out, not one per trace
         async with anyio.create_task_group() as tasks:
             for group in claimed[1:]:
