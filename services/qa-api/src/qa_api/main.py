@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from qa_api import metrics, tracing
 from qa_api.errors import install_handlers
+from qa_api.mcp_server import build_mcp_server
 from qa_api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from qa_api.registry_watch import REGISTRY_ERRORS, ProgramRegistry
 from qa_api.routes import answer, health
@@ -53,16 +54,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     publish_state(app)
     background.append(asyncio.create_task(publish_state_forever(app), name="state-metrics"))
     logger.info("serving %s (source %s)", programs.state.champion.version, programs.state.source)
-    try:
-        yield
-    finally:
-        # uvicorn has already waited for in-flight requests (up to --timeout-graceful-shutdown).
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        if settings.use_registry:
-            await anyio.to_thread.run_sync(mlflow.flush_trace_async_logging)
-        await app.state.answerer.lm.aclose()
+    async with contextlib.AsyncExitStack() as stack:
+        if app.state.mcp is not None:  # the MCP transport's task group lives as long as the app
+            await stack.enter_async_context(app.state.mcp.session_manager.run())
+        try:
+            yield
+        finally:
+            await shutdown(app, background)
+
+
+async def shutdown(app: FastAPI, background: list[asyncio.Task]) -> None:
+    """Stop the background tasks, flush traces, close LM connections."""
+    settings: Settings = app.state.settings
+    # uvicorn has already waited for in-flight requests (up to --timeout-graceful-shutdown).
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    if settings.use_registry:
+        await anyio.to_thread.run_sync(mlflow.flush_trace_async_logging)
+    await app.state.answerer.lm.aclose()
 
 
 # --8<-- [end:lifespan]
@@ -114,6 +124,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.include_router(answer.build_router(settings))
     app.include_router(health.router)
+    app.state.mcp = build_mcp_server(app.state.answerer) if settings.mcp_enabled else None
+    if app.state.mcp is not None:
+        app.mount(
+            "/mcp",
+            app.state.mcp.streamable_http_app(
+                streamable_http_path="/", stateless_http=True, json_response=True, host=settings.host
+            ),
+        )
     tracing.setup_opentelemetry(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -33,6 +33,7 @@ class Settings(CoreSettings):
     trace_sampling_ratio: float = Field(
         1.0, ge=0.0, le=1.0, description="Share of requests traced to MLflow; forced requests are always traced."
     )
+    mcp_enabled: bool = Field(True, description="Serve the QA tools over MCP (streamable HTTP) at /mcp.")
     shutdown_grace_s: float = Field(20.0, ge=0, description="How long in-flight requests may finish at shutdown.")
     log_level: str = Field("info", description="Log level of the service and uvicorn.")
 
