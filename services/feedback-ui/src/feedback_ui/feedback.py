@@ -128,7 +128,7 @@ class FeedbackService:
         digest = payload_hash(body)
         earlier = await self.db.run(lambda s: _replay(s, Feedback, user_id, body.idempotency_key, digest))
         if earlier is not None:
-            return Submitted(earlier, created=False)
+            return _replayed(earlier)
         facts = await self.resolve_trace(body.trace_id, "trace_id")
         feedback = Feedback(
             id=str(uuid.uuid4()), user_id=user_id, idempotency_key=body.idempotency_key, payload_hash=digest,
@@ -151,7 +151,7 @@ class FeedbackService:
         digest = payload_hash(body)
         earlier = await self.db.run(lambda s: _replay(s, Preference, user_id, body.idempotency_key, digest))
         if earlier is not None:
-            return Submitted(earlier, created=False)
+            return _replayed(earlier)
         a, b = (
             await self.resolve_trace(body.trace_id_a, "trace_id_a"),
             await self.resolve_trace(body.trace_id_b, "trace_id_b"),
@@ -229,8 +229,9 @@ class FeedbackService:
             earlier = await self.db.run(lambda s: _replay(s, model, user_id, key, digest))
             if earlier is None:
                 raise
-            return Submitted(earlier, created=False)
+            return _replayed(earlier)
         self.wake()
+        metrics.SUBMISSIONS.labels(view.kind, "created").inc()
         return Submitted(view, created=True)
 
 
@@ -249,6 +250,11 @@ def _outbox_row(
 
 
 # --8<-- [end:outbox-row]
+
+
+def _replayed(view: SubmissionView) -> Submitted:
+    metrics.SUBMISSIONS.labels(view.kind, "replayed").inc()
+    return Submitted(view, created=False)
 
 
 def _replay(session: Session, model: type, user_id: str, key: str, digest: str) -> SubmissionView | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from feedback_ui import metrics
 from feedback_ui.feedback import FeedbackIn, PreferenceIn, SubmissionView, Submitted
 from feedback_ui.models import utcnow
 from feedback_ui.outbox import oldest_pending, status_counts
@@ -13,17 +12,16 @@ from feedback_ui.routes.deps import Admin, Annotator, AnnotatorWrite
 router = APIRouter(prefix="/api", tags=["api"])
 
 
-def _respond(response: Response, submitted: Submitted, kind: str) -> SubmissionView:
+def _respond(response: Response, submitted: Submitted) -> SubmissionView:
     # 202: stored and queued for MLflow; 200: this idempotency key was seen before, nothing new stored.
     response.status_code = 202 if submitted.created else 200
-    metrics.SUBMISSIONS.labels(kind, "created" if submitted.created else "replayed").inc()
     return submitted.view
 
 
 # --8<-- [start:api-feedback]
 @router.post("/feedback", response_model=SubmissionView, status_code=202)
 async def post_feedback(body: FeedbackIn, user: AnnotatorWrite, request: Request, response: Response) -> SubmissionView:
-    return _respond(response, await request.app.state.feedback.submit_feedback(user.username, body), "feedback")
+    return _respond(response, await request.app.state.feedback.submit_feedback(user.username, body))
 
 
 # --8<-- [end:api-feedback]
@@ -33,7 +31,7 @@ async def post_feedback(body: FeedbackIn, user: AnnotatorWrite, request: Request
 async def post_preference(
     body: PreferenceIn, user: AnnotatorWrite, request: Request, response: Response
 ) -> SubmissionView:
-    return _respond(response, await request.app.state.feedback.submit_preference(user.username, body), "preference")
+    return _respond(response, await request.app.state.feedback.submit_preference(user.username, body))
 
 
 @router.get("/feedback/{submission_id}", response_model=SubmissionView)

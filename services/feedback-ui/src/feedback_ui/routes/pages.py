@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from feedback_ui import answers, compare, metrics
+from feedback_ui import answers, compare
 from feedback_ui.errors import UpstreamUnavailable
 from feedback_ui.feedback import KEY_RULES, FeedbackIn, blank_to_none
 from feedback_ui.routes.deps import Annotator, AnnotatorWrite
@@ -45,7 +45,6 @@ async def ask(request: Request, user: AnnotatorWrite, question: Question) -> Res
 @router.post("/feedback", response_class=HTMLResponse)
 async def rate(request: Request, user: AnnotatorWrite, body: Annotated[FeedbackIn, Form()]) -> Response:
     submitted = await request.app.state.feedback.submit_feedback(user.username, body)
-    metrics.SUBMISSIONS.labels("feedback", "created" if submitted.created else "replayed").inc()
     template = "_saved.html" if is_htmx(request) else "ask.html"
     return render(request, template, saved=submitted.view, rating=body.rating, corrected=bool(body.correction))
 
@@ -72,7 +71,6 @@ async def review_page(request: Request, user: Annotator) -> Response:
 @router.post("/review/rate", response_class=HTMLResponse)
 async def review_rate(request: Request, user: AnnotatorWrite, body: Annotated[FeedbackIn, Form()]) -> Response:
     submitted = await request.app.state.feedback.submit_feedback(user.username, body)
-    metrics.SUBMISSIONS.labels("feedback", "created" if submitted.created else "replayed").inc()
     return await _next_review_item(request, user.username, saved=submitted.view, rating=body.rating)
 
 
@@ -111,7 +109,6 @@ async def compare_choice(
     submitted = await compare.decide(
         state.feedback, state.db, user.username, comparison_id, choice, blank_to_none(reason), idempotency_key
     )
-    metrics.SUBMISSIONS.labels("preference", "created" if submitted.created else "replayed").inc()
     side = await compare.load(state.db, user.username, comparison_id)
     template = "_compare.html" if is_htmx(request) else "compare.html"
     return render(request, template, side=side, decided=choice, saved=submitted.view)
