@@ -73,9 +73,12 @@ def test_ratings_given_while_mlflow_is_down_arrive_exactly_once_even_across_a_cr
         # Halfway through delivering, kill feedback-ui outright, and start it again.
         drain_started = time.monotonic()
         deployment.wait_until(lambda: pending(ui) <= RATINGS // 2, timeout_s=120, what="half delivered")
+        figures["half_delivered_s"] = round(time.monotonic() - drain_started, 1)
         figures["pending_at_kill"] = pending(ui)
         ui.stop(signal.SIGKILL)
+        restarted = time.monotonic()
         ui.start()
+        figures["ui_restart_s"] = round(time.monotonic() - restarted, 1)
         deployment.wait_until(lambda: pending(ui) == 0, timeout_s=180, what="outbox drained")
         figures["drain_s"] = round(time.monotonic() - drain_started, 1)
 
