@@ -234,3 +234,26 @@ def optimizer_worker(env: dict[str, str]) -> Iterator[ManagedProcess]:
     args = [os.path.join(os.path.dirname(sys.executable), "optimizer-worker"), "worker"]
     with running(args, "", env=env, timeout_s=120, name="optimizer-worker", ready_text="ready.") as process:
         yield process
+
+
+@contextlib.contextmanager
+def together(*managers: contextlib.AbstractContextManager) -> Iterator[list]:
+    """Enter independent context managers (servers) at once, each in a thread; exit all of them at the end.
+
+    Servers spend their start-up importing and waiting; starting them side by side saves most of it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with contextlib.ExitStack() as stack:
+        with ThreadPoolExecutor(len(managers)) as pool:
+            futures = [pool.submit(manager.__enter__) for manager in managers]
+        values, failure = [], None
+        for manager, future in zip(managers, futures, strict=True):
+            try:
+                values.append(future.result())
+                stack.push(manager.__exit__)  # only what started is stopped
+            except BaseException as error:  # the others still get stopped by the stack, then this is raised
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        yield values

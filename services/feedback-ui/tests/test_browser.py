@@ -101,9 +101,11 @@ def stack(
     with (
         databases.fresh_database(postgres_server_url) as ui_db,
         databases.fresh_database(postgres_server_url) as jobs_db,
-        processes.qa_api({**shared, "REGISTRY_POLL_S": "0.5"}) as qa,
-        processes.optimizer_worker_api({**worker_env, "DATABASE_URL": jobs_db}) as jobs_api,
-        processes.optimizer_worker({**worker_env, "DATABASE_URL": jobs_db}),
+        processes.together(
+            processes.qa_api({**shared, "REGISTRY_POLL_S": "0.5"}),
+            processes.optimizer_worker_api({**worker_env, "DATABASE_URL": jobs_db}),
+            processes.optimizer_worker({**worker_env, "DATABASE_URL": jobs_db}),
+        ) as (qa, jobs_api, _),
         processes.feedback_ui(
             {
                 **shared,
