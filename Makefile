@@ -86,7 +86,7 @@ lm: setup ## Start the local LM server (SmolLM2-135M-Instruct) on port 8080
 	$(BIN)/qa-core lm serve
 
 .PHONY: worker
-worker: setup ## optimizer-worker alone: migrate, bootstrap MLflow, jobs API on :8002 and one consumer (needs MLflow, `make lm`)
+worker: setup ## optimizer-worker alone: migrate, bootstrap MLflow, jobs API on :8001 and one consumer (needs MLflow, `make lm`)
 	$(BIN)/optimizer-worker-migrate
 	$(BIN)/optimizer-worker-bootstrap
 	trap 'kill 0' EXIT; $(BIN)/optimizer-worker-api & $(BIN)/optimizer-worker worker

@@ -105,7 +105,7 @@ class Settings(CoreSettings):
     log_eval_traces: bool = Field(False, description="Log a trace per evaluated dev example (slow, verbose).")
 
     api_host: str = Field("127.0.0.1", description="Interface the jobs API binds.")
-    api_port: int = Field(8002, ge=1, le=65535, description="Port of the jobs API.")
+    api_port: int = Field(8001, ge=1, le=65535, description="Port of the jobs API.")
     api_db_threads: int = Field(8, ge=1, le=64, description="Threads the API uses for database and queue calls.")
 
     @field_validator("database_url")
