@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import lru_cache
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
+
+from qa_core import database
+from qa_core.database import engine_for, session_scope
+
+__all__ = ["MIGRATIONS", "Database", "engine_for", "migrate", "migrate_main", "session_scope"]
 
 MIGRATIONS = Path(__file__).parent / "alembic"
 T = TypeVar("T")
-
-
-@lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    """One engine (and connection pool) per database URL and process."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _wal(connection, _record) -> None:  # type: ignore[no-untyped-def]
-            # Requests and the outbox write concurrently; WAL lets readers and one writer overlap.
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA busy_timeout=30000")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-
-
-@contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    """A session that commits when the block ends and rolls back when it raises: all or nothing."""
-    session = sessionmaker(engine_for(url), expire_on_commit=False)()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 class Database:
@@ -68,17 +35,9 @@ class Database:
 
 
 # --8<-- [start:migrate]
-def alembic_config(url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["database_url"] = url
-    return config
-
-
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the feedback database to `revision`; compose runs this as a one-shot job before the service."""
-    engine_for(url)  # creates the SQLite folder when needed
-    command.upgrade(alembic_config(url), revision)
+    database.migrate(url, MIGRATIONS, revision)
 
 
 def migrate_main(argv: list[str] | None = None) -> None:

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from alembic import context
-
-from optimizer_worker.db import engine_for
 from optimizer_worker.models import Base
+from qa_core.database import run_migrations
 
-url = context.config.attributes["database_url"]
-with engine_for(url).connect() as connection:
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=url.startswith("sqlite"))
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+run_migrations(Base.metadata)
