@@ -18,6 +18,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_ENABLE_OTLP_EXPORTER := false
 export DO_NOT_TRACK := 1
+export NO_MKDOCS_2_WARNING := 1
 # MLflow's server would start seven job-runner processes (about 3 GB) for features this project does not use.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)

@@ -8,8 +8,13 @@ import shutil
 import socket
 import subprocess
 import uuid
+import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -19,6 +24,33 @@ def docker_available() -> bool:
     if not shutil.which("docker"):
         return False
     return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+
+
+def image_present(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=30).returncode == 0
+
+
+@contextlib.contextmanager
+def started(container: DockerContainer, local_url: str) -> Iterator[DockerContainer | None]:
+    """Start a testcontainer; None when it cannot start (no image and no registry) and the local server is up."""
+    from testcontainers.core.config import testcontainers_config
+
+    if not image_present(testcontainers_config.ryuk_image):
+        # Ryuk removes containers a killed test run leaves behind; without its image (offline), the context
+        # manager still stops each container when the run ends normally.
+        testcontainers_config.ryuk_disabled = True
+    try:
+        container.start()
+    except Exception as error:  # an image that cannot be pulled, a daemon that refuses: use the local server
+        if not reachable(local_url):
+            raise
+        warnings.warn(f"testcontainers could not start {container.image} ({error}); using {local_url}", stacklevel=3)
+        yield None
+        return
+    try:
+        yield container
+    finally:
+        container.stop()
 
 
 def reachable(url: str) -> bool:
@@ -36,10 +68,10 @@ def postgres_server_url() -> Iterator[str]:
     if url := os.environ.get("DATABASE_URL"):
         yield url
     elif docker_available():
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:16", driver=None) as container:
-            yield container.get_connection_url()
+        with started(PostgresContainer("postgres:16", driver=None), LOCAL_POSTGRES) as container:
+            yield container.get_connection_url() if container else LOCAL_POSTGRES
     elif reachable(LOCAL_POSTGRES):
         yield LOCAL_POSTGRES
     else:
@@ -74,11 +106,13 @@ def redis_server_url() -> Iterator[str]:
     if url := os.environ.get("REDIS_URL"):
         yield url
     elif docker_available():
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.redis import RedisContainer
 
-        with RedisContainer("redis:7") as container:
-            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
-            yield f"redis://{host}:{port}/0"
+        with started(RedisContainer("redis:7"), LOCAL_REDIS) as container:
+            if container is None:
+                yield LOCAL_REDIS
+            else:
+                yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
     elif reachable(LOCAL_REDIS):
         yield LOCAL_REDIS
     else:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import dspy
@@ -21,6 +22,14 @@ from qa_core.settings import CoreSettings
 # No silent JSON fallback: a parse failure must be visible to the retry logic, as in production.
 CHAT = dspy.ChatAdapter(use_json_adapter_fallback=False)
 QUESTION = "Which port does the MLflow tracking server listen on?"
+
+
+@pytest.fixture(autouse=True)
+def lm_history() -> Iterator[None]:
+    # These tests count LM calls through the DummyLM's history; qa-api's module (imported when its tests are
+    # collected in the same run) turns history off for the process, as a server should.
+    with dspy.context(disable_history=False):
+        yield
 
 
 def answers(*outputs: dict) -> DummyLM:
