@@ -118,11 +118,12 @@ def measure(
     kind: str, users: list[int], duration: int, lm_base: str, mlflow_url: str, model: str, sampling: float, label: str
 ) -> list[dict]:
     rows = []
+    slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in label).strip("-")
     with app_process(kind, lm_base, mlflow_url, model, sampling) as app:
-        locust(app.url, 8, 5, RESULTS / f"warmup-{label}")  # imports, caches, connection pools
+        locust(app.url, 8, 5, RESULTS / f"warmup-{slug}")  # imports, caches, connection pools
         for count in users:
             before = cpu_seconds(app.proc.pid)
-            stats = locust(app.url, count, duration, RESULTS / f"{label}-u{count}")
+            stats = locust(app.url, count, duration, RESULTS / f"{slug}-u{count}")
             cpu = cpu_seconds(app.proc.pid) - before
             rows.append(
                 {
@@ -136,21 +137,28 @@ def measure(
     return rows
 
 
-def markdown(rows: list[dict], latency_ms: int, sampling: float) -> str:
+def markdown(rows: list[dict], latency_ms: int, duration: int) -> str:
     lines = [
-        f"Measured by `python loadtests/bench.py` on {os.cpu_count()} cores, LM simulator at {latency_ms} ms per call, "
-        f"qa-api with routing (champion and challenger at 50%), Prometheus metrics, and MLflow tracing at sampling "
-        f"ratio {sampling:g}. Ratios are to the minimal app at the same user count.",
+        f"Measured by `python loadtests/bench.py` on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}: Locust "
+        f"AnswerUser for {duration} s per row, LM simulator at {latency_ms} ms per call. qa-api runs with routing "
+        "(champion and challenger at 50%), Prometheus metrics, and MLflow tracing at the sampling ratio in its row. "
+        "Ratios are requests/s against the baseline at the same user count, in the same run.",
         "",
-        "| app | users | requests/s | p50 ms | p95 ms | p99 ms | CPU ms/request | failures | vs minimal |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| app | users | requests/s | p50 ms | p95 ms | p99 ms | CPU ms/request | failures | vs minimal "
+        "| vs tutorial |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    minimal = {r["users"]: r["rps"] for r in rows if r["app"] == "minimal"}
+    baselines = {app: {r["users"]: r["rps"] for r in rows if r["app"] == app} for app in ("minimal", "tutorial")}
+
+    def ratio(app: str, row: dict) -> str:
+        base = baselines[app].get(row["users"])
+        return f"{row['rps'] / base:.2f}x" if base else "-"
+
     for r in rows:
-        ratio = r["rps"] / minimal[r["users"]] if minimal.get(r["users"]) else float("nan")
         lines.append(
             f"| {r['app']} | {r['users']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
-            f"{r['p99_ms']:.0f} | {r['cpu_ms_per_request']:.2f} | {r['failures']} | {ratio:.2f}x |"
+            f"{r['p99_ms']:.0f} | {r['cpu_ms_per_request']:.2f} | {r['failures']} | {ratio('minimal', r)} "
+            f"| {ratio('tutorial', r)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -160,7 +168,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--latency-ms", type=int, default=200)
-    parser.add_argument("--sampling", type=float, default=0.1, help="qa-api's TRACE_SAMPLING_RATIO")
+    parser.add_argument(
+        "--sampling", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="qa-api TRACE_SAMPLING_RATIOs, one run each"
+    )
     parser.add_argument("--apps", nargs="+", default=["qa-api", "minimal", "tutorial"])
     parser.add_argument("--markdown", type=Path, help="also write the table here (e.g. docs/results/load.md)")
     args = parser.parse_args()
@@ -178,12 +188,14 @@ def main() -> None:
         registry.set_challenger_share(client, model, 0.5)
         rows = []
         for app in args.apps:
-            rows += measure(app, args.users, args.duration, lm_base, mlflow_server.url, model, args.sampling, app)
-            time.sleep(1)
+            for sampling in args.sampling if app == "qa-api" else [0.0]:
+                label = f"qa-api (tracing {sampling:g})" if app == "qa-api" else app
+                rows += measure(app, args.users, args.duration, lm_base, mlflow_server.url, model, sampling, label)
+                time.sleep(1)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(rows, indent=2))
-    table = markdown(rows, args.latency_ms, args.sampling)
+    table = markdown(rows, args.latency_ms, args.duration)
     (RESULTS / f"bench-{stamp}.md").write_text(table)
     if args.markdown:
         args.markdown.write_text(table)
