@@ -150,6 +150,10 @@ def test_dockerfiles_are_multi_stage_locked_and_non_root(path: Path) -> None:
     assert re.search(r"^USER 10001:10001$", final, re.M), "the final stage runs as a non-root user"
     assert "build-essential" not in final
     assert "uv pip" not in final
+    # Commands copied into the image (healthcheck, start scripts) must be executable whatever mode git
+    # checked them out with; a healthcheck that cannot exec leaves its service unhealthy forever.
+    commands = re.findall(r"^COPY (.*) /usr/local/bin/\S+$", final, re.M)
+    assert all(c.startswith("--chmod=0755 ") for c in commands), commands
 
 
 def test_services_in_compose_are_built_from_these_dockerfiles() -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import cloudpickle
@@ -170,6 +171,31 @@ def test_a_candidate_that_does_not_beat_the_champion_is_not_registered(deploymen
     run = client.get_run(view["mlflow_run_id"])
     assert run.data.tags["decision"] == "not_promoted"
     assert "program" in {a.path for a in client.list_artifacts(run.info.run_id)}  # logged, just not registered
+
+
+# The smallest budget of each optimizer the API offers; each job runs in its own process, as on a worker.
+SMALLEST_BUDGETS = {"bootstrap_fewshot": 1, "bootstrap_random_search": 1, "miprov2": 1, "gepa": 10, "simba": 1}
+
+
+@pytest.mark.parametrize(("optimizer", "budget"), SMALLEST_BUDGETS.items())
+def test_every_offered_optimizer_runs_a_job_to_a_decision(deployment, optimizer: str, budget: int) -> None:
+    """Every optimizer the jobs API accepts compiles for real (its optional dependencies installed)."""
+    assert set(SMALLEST_BUDGETS) == set(typing.get_args(contracts.OptimizerName))
+    command = [sys.executable, "-m", "optimizer_worker.cli", "run", "--optimizer", optimizer, "--budget", str(budget)]
+    done = subprocess.run(
+        [*command, "--train-limit", "4", "--dev-limit", "4", "--no-feedback"],
+        env={**os.environ, **deployment.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    view = json.loads(done.stdout[done.stdout.index("{") :])
+    assert view["state"] == "succeeded", view.get("error")
+    assert view["decision"] in ("promoted", "not_promoted")
+    run = MlflowClient(deployment.env["MLFLOW_TRACKING_URI"]).get_run(view["mlflow_run_id"])
+    assert run.data.params["optimizer"] == optimizer
+    assert run.data.metrics["optimize_lm_calls"] > 0
 
 
 def test_a_running_job_can_be_cancelled(slow_deployment) -> None:
