@@ -19,6 +19,7 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from mlflow.tracing.client import TracingClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from feedback_ui.auth import hash_password, token_digest
 from feedback_ui.db import migrate
@@ -122,6 +123,15 @@ class Deployment:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what} not met within {timeout_s} s (last value: {value!r})")
             time.sleep(0.2)
+
+    @staticmethod
+    def ratings_counted(client: TestClient, variant: str = "champion", rating: str = "up") -> float:
+        """feedback_ratings_total for one variant and verdict, from the app's /metrics."""
+        for family in text_string_to_metric_families(client.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == "feedback_ratings_total" and sample.labels == {"variant": variant, "rating": rating}:
+                    return sample.value
+        return 0.0
 
     def delivered(self, client: TestClient, submission_id: str, headers: dict | None = None) -> dict:
         def check() -> dict | None:

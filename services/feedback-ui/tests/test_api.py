@@ -9,7 +9,6 @@ import concurrent.futures
 import uuid
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
 from feedback_ui.db import session_scope
@@ -30,15 +29,6 @@ def rows(deployment, model) -> int:
 
 def key() -> str:
     return uuid.uuid4().hex
-
-
-def ratings_counted(client, variant: str = "champion", rating: str = "up") -> float:
-    """feedback_ratings_total for one variant and verdict, from the app's /metrics."""
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == "feedback_ratings_total" and sample.labels == {"variant": variant, "rating": rating}:
-                return sample.value
-    return 0.0
 
 
 # --8<-- [start:validation-test]
@@ -118,7 +108,7 @@ def test_the_same_idempotency_key_stores_once_and_a_reused_key_is_a_409(deployme
     trace_id = deployment.trace()
     body = {"trace_id": trace_id, "rating": "up", "reason": "matches the docs", "idempotency_key": key()}
     with deployment.app() as client:
-        counted_before = ratings_counted(client)
+        counted_before = deployment.ratings_counted(client)
         first = client.post("/api/feedback", json=body, headers=deployment.bearer())
         again = client.post("/api/feedback", json=body, headers=deployment.bearer())
         with concurrent.futures.ThreadPoolExecutor(4) as pool:  # a client retrying in a hurry
@@ -127,7 +117,7 @@ def test_the_same_idempotency_key_stores_once_and_a_reused_key_is_a_409(deployme
             )
         reused = client.post("/api/feedback", json={**body, "rating": "down"}, headers=deployment.bearer())
         deployment.delivered(client, first.json()["id"], deployment.bearer())
-        counted = ratings_counted(client) - counted_before
+        counted = deployment.ratings_counted(client) - counted_before
     assert first.status_code == 202
     assert again.status_code == 200
     assert {r.status_code for r in racing} == {200}

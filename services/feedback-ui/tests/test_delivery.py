@@ -8,6 +8,7 @@ import mlflow
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from mlflow.entities import TraceState
 from sqlalchemy import select
 
 from feedback_ui.db import engine_for, migrate, session_scope
@@ -47,6 +48,34 @@ def test_feedback_on_an_answer_whose_trace_is_not_exported_yet_waits_for_it(depl
     assert (rating.value, rating.source.source_id) == (True, "robot")
 
 
+def test_a_rating_sent_while_its_trace_is_in_progress_learns_the_variant_when_the_trace_completes(deployment) -> None:
+    """MLflow holds a trace IN_PROGRESS, without qa-api's tags, until its spans arrive (seconds, under load). An
+    API client that rates at once gets a 202 without a variant; delivery waits for the complete trace, fills in
+    the variant and version, and counts the rating for that variant once."""
+    mlflow.set_tracking_uri(deployment.env["MLFLOW_TRACKING_URI"])
+    mlflow.set_experiment(deployment.env["MLFLOW_EXPERIMENT_NAME"])
+    with deployment.app() as client:
+        counted_before = deployment.ratings_counted(client)
+        with mlflow.start_span(name="qa-api answer") as span:
+            span.set_inputs({"question": "Is it finished?"})
+            span.set_outputs({"answer": "nearly", "citations": []})
+            mlflow.update_current_trace(tags={contracts.TRACE_TAG_VARIANT: "champion",
+                                              contracts.TRACE_TAG_MODEL_VERSION: "4"})  # fmt: skip
+            assert deployment.traces.get_trace_info(span.trace_id).state == TraceState.IN_PROGRESS
+            response = client.post("/api/feedback", headers=deployment.bearer(), json={
+                "trace_id": span.trace_id, "rating": "up", "idempotency_key": uuid.uuid4().hex})  # fmt: skip
+            assert response.status_code == 202, response.text
+            assert (response.json()["variant"], response.json()["model_version"]) == (None, None)
+            assert deployment.ratings_counted(client) == counted_before  # not attributable yet
+        mlflow.flush_trace_async_logging()
+        view = deployment.delivered(client, response.json()["id"], deployment.bearer())
+        counted = deployment.ratings_counted(client) - counted_before
+    assert (view["variant"], view["model_version"]) == ("champion", "4")
+    assert counted == 1
+    [rating] = deployment.assessments(span.trace_id, contracts.ASSESSMENT_USER_RATING)
+    assert rating.value is True
+
+
 def test_feedback_for_a_trace_that_never_appears_is_parked_not_dropped(deployment) -> None:
     """Accepted while MLflow was down (so unverified), then MLflow never shows the trace: after the wait it is
     marked failed with the reason, and it stays in the database."""
@@ -64,7 +93,7 @@ def test_feedback_for_a_trace_that_never_appears_is_parked_not_dropped(deploymen
 
         view = deployment.wait_until(parked, timeout_s=20, what="parked")
         ready = client.get("/health/ready").json()
-    assert "is not in MLflow" in view["deliveries"][0]["last_error"]
+    assert "is not (completely) in MLflow yet" in view["deliveries"][0]["last_error"]
     assert ready["outbox"]["failed"] == 1
     with session_scope(deployment.settings.database_url) as session:
         [item] = session.scalars(select(OutboxItem)).all()

@@ -24,7 +24,7 @@ from feedback_ui import metrics
 from feedback_ui.db import Database
 from feedback_ui.errors import IdempotencyConflict, InvalidInput, NotFound, TraceNotFound
 from feedback_ui.models import Answer, Feedback, OutboxItem, Preference
-from feedback_ui.traces import TRACE_ID_PATTERN, MlflowUnavailable, TraceStore, variant_and_version
+from feedback_ui.traces import TRACE_ID_PATTERN, MlflowUnavailable, TraceStore, is_complete, variant_and_version
 from qa_core import contracts
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class TraceFacts:
     trace_id: str
     variant: str | None
     model_version: str | None
-    verified: bool  # False: MLflow was down, the outbox will find out
+    final: bool  # False: MLflow was down or the trace is still being exported; the outbox fills them in
 
 
 def payload_hash(body: BaseModel) -> str:
@@ -141,7 +141,9 @@ class FeedbackService:
             rows.append(_outbox_row(feedback.id, "correction", body.trace_id, user_id, "expectation",
                                     contracts.ASSESSMENT_CORRECTED_ANSWER, body.correction, None))  # fmt: skip
         submitted = await self._commit(feedback, rows, Feedback, user_id, body.idempotency_key, digest)
-        if submitted.created:  # by variant, for the dashboards and the challenger alert (a replay is not new)
+        # By variant, for the dashboards and the challenger alert; a replay is not new, and a rating whose
+        # variant is not known yet is counted by the outbox when it fills the variant in.
+        if submitted.created and facts.final:
             metrics.RATINGS.labels(facts.variant or "unknown", body.rating).inc()
         return submitted
 
@@ -194,21 +196,23 @@ class FeedbackService:
         """Is this a real answer? Known locally, found in MLflow, or (MLflow down) taken on trust."""
         known = await self.db.run(lambda s: s.get(Answer, trace_id))
         if known is not None:
-            return TraceFacts(trace_id, known.variant, known.model_version, verified=True)
+            return TraceFacts(trace_id, known.variant, known.model_version, final=True)
         try:
             info = await anyio.to_thread.run_sync(self.traces.info, trace_id)
         except MlflowUnavailable as error:
             # Accept it: the outbox retries until the trace shows up, and parks it if it never does.
             logger.warning("MLflow unavailable; %s accepted unverified: %s", trace_id, error)
-            return TraceFacts(trace_id, None, None, verified=False)
+            return TraceFacts(trace_id, None, None, final=False)
         if info is None:
             raise TraceNotFound(
                 f"{field}: MLflow has no trace {trace_id}. Use the trace_id qa-api returned; "
                 "if the answer is only seconds old, retry shortly.",
                 field=field,
             )
+        if not is_complete(info):  # a real answer, seconds old: its tags arrive with its spans
+            return TraceFacts(trace_id, None, None, final=False)
         variant, version = variant_and_version(info)
-        return TraceFacts(trace_id, variant, version, verified=True)
+        return TraceFacts(trace_id, variant, version, final=True)
 
     # --8<-- [end:resolve-trace]
 

@@ -34,7 +34,7 @@ from feedback_ui.feedback import META_KEY
 from feedback_ui.models import Feedback as FeedbackRow
 from feedback_ui.models import OutboxItem, Preference, utcnow
 from feedback_ui.settings import Settings
-from feedback_ui.traces import MlflowUnavailable, TraceStore, variant_and_version
+from feedback_ui.traces import MlflowUnavailable, TraceStore, is_complete, variant_and_version
 from qa_core import contracts
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ def deliver_trace(traces: TraceStore, claimed: Claimed) -> tuple[list[Outcome], 
         info = traces.info(claimed.trace_id)
     except MlflowUnavailable as error:
         return [Outcome(i.id, error=str(error), reason="mlflow_unavailable") for i in claimed.items], None
-    if info is None:
-        message = f"trace {claimed.trace_id} is not in MLflow (yet)"
+    if info is None or not is_complete(info):
+        message = f"trace {claimed.trace_id} is not (completely) in MLflow yet"
         return [Outcome(i.id, error=message, reason="trace_not_found") for i in claimed.items], None
     already = {a.metadata.get(META_KEY): a for a in info.assessments or [] if a.metadata}
     info.assessments = list(info.assessments or [])
@@ -269,13 +269,16 @@ def record(session: Session, outcomes: Iterable[Outcome], infos: list[TraceInfo]
 
 
 def fill_in_versions(session: Session, info: TraceInfo) -> None:
-    """Feedback accepted while MLflow was down did not know its variant and version; the trace does."""
+    """Feedback accepted while MLflow was down, or before its trace was complete, did not know its variant
+    and version; the complete trace does."""
     variant, version = variant_and_version(info)
-    session.execute(
-        update(FeedbackRow)
-        .where(FeedbackRow.trace_id == info.trace_id, FeedbackRow.model_version.is_(None))
-        .values(variant=variant, model_version=version)
-    )
+    if variant is None:  # not a qa-api answer: nothing to attribute
+        return
+    unknown = (FeedbackRow.trace_id == info.trace_id, FeedbackRow.variant.is_(None))
+    ratings = session.scalars(select(FeedbackRow.rating).where(*unknown)).all()
+    session.execute(update(FeedbackRow).where(*unknown).values(variant=variant, model_version=version))
+    for rating in ratings:  # not counted at submission, when the variant was not known
+        metrics.RATINGS.labels(variant, "up" if rating else "down").inc()
     for column, trace_column in ((Preference.version_a, Preference.trace_id_a),
                                  (Preference.version_b, Preference.trace_id_b)):  # fmt: skip
         session.execute(

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow.entities import Assessment, Trace, TraceInfo
+from mlflow.entities import Assessment, Trace, TraceInfo, TraceState
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracing.client import TracingClient
 
@@ -40,6 +40,13 @@ class TraceView:
     synthetic: bool
     timestamp_ms: int
     assessments: list[Assessment] = field(default_factory=list)
+
+
+def is_complete(info: TraceInfo) -> bool:
+    """MLflow creates a trace IN_PROGRESS, without qa-api's tags, and completes it when the spans arrive
+    (seconds later under load). Until then its variant and version are unknown, and it is not ready for
+    assessments."""
+    return info.state != TraceState.IN_PROGRESS
 
 
 def variant_and_version(info: TraceInfo) -> tuple[str | None, str | None]:
