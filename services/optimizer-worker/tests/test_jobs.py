@@ -149,18 +149,23 @@ def _served_model_answers(d, version: str) -> None:
     assert out["passages"][0]["id"]
 
 
-def test_a_candidate_that_does_not_beat_the_champion_is_not_registered(deployment) -> None:
-    d = deployment.with_env(PROMOTION_MARGIN="0.5")
-    command = [sys.executable, "-m", "optimizer_worker.cli", "run", "--optimizer", "bootstrap_fewshot", "--budget", "1"]
+def run_in_foreground(env: dict[str, str], optimizer: str, budget: int, *options: str) -> dict:
+    """`optimizer-worker run`: one job in its own process, without the queue; returns the job's view."""
+    command = [sys.executable, "-m", "optimizer_worker.cli", "run", "--optimizer", optimizer, "--budget", str(budget)]
     done = subprocess.run(
-        [*command, "--train-limit", "4", "--dev-limit", "4"],
-        env={**os.environ, **d.env},
+        [*command, "--train-limit", "4", "--dev-limit", "4", *options],
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    view = json.loads(done.stdout[done.stdout.index("{") :])
+    return json.loads(done.stdout[done.stdout.index("{") :])
+
+
+def test_a_candidate_that_does_not_beat_the_champion_is_not_registered(deployment) -> None:
+    d = deployment.with_env(PROMOTION_MARGIN="0.5")
+    view = run_in_foreground(d.env, "bootstrap_fewshot", 1)
     assert view["state"] == "succeeded"
     assert view["decision"] == "not_promoted"
     assert "did not beat champion" in view["decision_reason"]
@@ -181,16 +186,7 @@ SMALLEST_BUDGETS = {"bootstrap_fewshot": 1, "bootstrap_random_search": 1, "mipro
 def test_every_offered_optimizer_runs_a_job_to_a_decision(deployment, optimizer: str, budget: int) -> None:
     """Every optimizer the jobs API accepts compiles for real (its optional dependencies installed)."""
     assert set(SMALLEST_BUDGETS) == set(typing.get_args(contracts.OptimizerName))
-    command = [sys.executable, "-m", "optimizer_worker.cli", "run", "--optimizer", optimizer, "--budget", str(budget)]
-    done = subprocess.run(
-        [*command, "--train-limit", "4", "--dev-limit", "4", "--no-feedback"],
-        env={**os.environ, **deployment.env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    view = json.loads(done.stdout[done.stdout.index("{") :])
+    view = run_in_foreground(deployment.env, optimizer, budget, "--no-feedback")
     assert view["state"] == "succeeded", view.get("error")
     assert view["decision"] in ("promoted", "not_promoted")
     run = MlflowClient(deployment.env["MLFLOW_TRACKING_URI"]).get_run(view["mlflow_run_id"])
