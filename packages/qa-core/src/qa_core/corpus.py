@@ -173,7 +173,8 @@ class CorpusIndex:
         k = min(k, len(self.passages))
         with self._lock:
             query_ids = self._tokenizer.tokenize([query], update_vocab=False, show_progress=False)
-            documents, scores = self._bm25.retrieve(query_ids, k=k, show_progress=False, n_threads=1)
+            # n_threads=0 scores in this thread; any other value starts a thread pool on every call.
+            documents, scores = self._bm25.retrieve(query_ids, k=k, show_progress=False, n_threads=0)
         return [self.passages[int(i)] for i, score in zip(documents[0], scores[0], strict=True) if score > 0]
 
 
