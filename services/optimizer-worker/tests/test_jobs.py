@@ -16,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from optimizer_worker.progress import STAGES
+from optimizer_worker.settings import DEFAULT_BUDGET_RANGES
 from qa_core import contracts, registry
 from qa_core.lm import build_lm
 from qa_core.program import build_program, load_program
@@ -178,14 +179,17 @@ def test_a_candidate_that_does_not_beat_the_champion_is_not_registered(deploymen
     assert "program" in {a.path for a in client.list_artifacts(run.info.run_id)}  # logged, just not registered
 
 
-# The smallest budget of each optimizer the API offers; each job runs in its own process, as on a worker.
-SMALLEST_BUDGETS = {"bootstrap_fewshot": 1, "bootstrap_random_search": 1, "miprov2": 1, "gepa": 10, "simba": 1}
+# The smallest budget the API allows for each optimizer; each job runs in its own process, as on a worker.
+SMALLEST_BUDGETS = {name: low for name, (low, _) in DEFAULT_BUDGET_RANGES.items()}
+
+
+def test_every_optimizer_the_contract_names_has_a_budget_range() -> None:
+    assert set(SMALLEST_BUDGETS) == set(typing.get_args(contracts.OptimizerName))
 
 
 @pytest.mark.parametrize(("optimizer", "budget"), SMALLEST_BUDGETS.items())
 def test_every_offered_optimizer_runs_a_job_to_a_decision(deployment, optimizer: str, budget: int) -> None:
     """Every optimizer the jobs API accepts compiles for real (its optional dependencies installed)."""
-    assert set(SMALLEST_BUDGETS) == set(typing.get_args(contracts.OptimizerName))
     view = run_in_foreground(deployment.env, optimizer, budget, "--no-feedback")
     assert view["state"] == "succeeded", view.get("error")
     assert view["decision"] in ("promoted", "not_promoted")

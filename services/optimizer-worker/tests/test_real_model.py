@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
+from optimizer_worker.pipeline import decide
 from qa_core import contracts, registry
 from qa_core.settings import DEV_LM_API_KEY
 
@@ -37,7 +38,7 @@ def test_bootstrap_fewshot_job_on_the_real_model(make_deployment, llama_base: st
     candidate, champion = view["scores"]["candidate_dev"], view["scores"]["champion_dev"]
     assert 0.0 <= candidate <= 1.0
     assert 0.0 <= champion <= 1.0
-    promoted = candidate >= champion + margin - 1e-9
+    promoted = decide(candidate, champion, margin)[0] == "promoted"
     assert view["decision"] == ("promoted" if promoted else "not_promoted")
     client = MlflowClient(d.env["MLFLOW_TRACKING_URI"])
     run = client.get_run(view["mlflow_run_id"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import threading
@@ -19,6 +18,7 @@ from qa_core import contracts, registry
 from qa_core.settings import CoreSettings
 from tests.support import processes
 from tests.support.programs import register_program
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,6 @@ QUESTION = {"question": "Which port does the MLflow tracking server listen on?"}
 
 async def ready(api) -> dict:
     return (await api.get("/health/ready")).json()
-
-
-async def eventually(check, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
 
 
 # --8<-- [start:degraded-test]

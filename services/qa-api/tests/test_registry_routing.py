@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import Counter
 
@@ -14,6 +13,7 @@ from qa_core import contracts, registry
 from qa_core.settings import CoreSettings
 from tests.support.processes import lm_simulator
 from tests.support.programs import register_program
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +37,6 @@ def registry_settings(mlflow_server, name: str) -> dict:
         "mlflow_experiment_name": f"{name}-traces",
         "registry_poll_s": 0.3,
     }
-
-
-async def wait_for(predicate, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
 
 
 # --8<-- [start:split-test]
@@ -95,7 +88,7 @@ async def test_moving_an_alias_under_load_drops_no_request_and_never_mixes_versi
             users = [asyncio.create_task(user(i)) for i in range(4)]
             await asyncio.sleep(1.0)
             client.set_registered_model_alias(name, contracts.CHAMPION_ALIAS, new)
-            await wait_for(lambda: _serves(api, new))
+            await eventually(lambda: _serves(api, new), timeout_s=15)
             await asyncio.sleep(1.0)
             stop.set()
             await asyncio.gather(*users)
@@ -120,7 +113,6 @@ async def test_every_answer_is_a_trace_with_its_tags_and_the_dspy_spans(qa_clien
     version = register_program(client, name, 2)
     client.set_registered_model_alias(name, contracts.CHAMPION_ALIAS, version)
     async with qa_client(**registry_settings(mlflow_server, name)) as api:
-        await wait_for(lambda: _traced(api))
         response = await api.post(
             "/v1/answer", json={**QUESTION, "session_id": "s-42"}, headers={"X-Request-Id": "r-1"}
         )
@@ -142,15 +134,10 @@ async def test_every_answer_is_a_trace_with_its_tags_and_the_dspy_spans(qa_clien
     assert root.outputs["answer"] == body["answer"]
 
 
-async def _traced(api) -> bool:
-    return (await api.post("/v1/answer", json=QUESTION)).json()["trace_id"] is not None
-
-
 async def test_a_sampling_ratio_of_zero_traces_only_forced_requests(qa_client, mlflow_server, model) -> None:
     client, name = model
     client.set_registered_model_alias(name, contracts.CHAMPION_ALIAS, register_program(client, name, 1))
     async with qa_client(**registry_settings(mlflow_server, name), trace_sampling_ratio=0.0) as api:
-        await asyncio.sleep(0.5)  # let the experiment be selected
         plain = await api.post("/v1/answer", json=QUESTION)
         forced = await api.post("/v1/answer", json=QUESTION, headers={"X-Force-Trace": "1"})
     assert plain.json()["trace_id"] is None

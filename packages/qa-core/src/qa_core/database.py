@@ -57,7 +57,6 @@ def alembic_config(url: str, migrations: Path) -> Config:
 
 def migrate(url: str, migrations: Path, revision: str = "head") -> None:
     """Bring the database at `url` to `revision` with the Alembic scripts in `migrations`."""
-    engine_for(url)  # creates the SQLite folder when needed
     command.upgrade(alembic_config(url, migrations), revision)
 
 

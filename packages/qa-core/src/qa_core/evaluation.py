@@ -78,13 +78,15 @@ def evaluate_program(
 ) -> EvaluationReport:
     """Run `dspy.Evaluate` with the combined metric, then break the score down per metric.
 
-    `callbacks` run next to the call counter (the optimizer-worker passes its progress reporter).
+    `callbacks` run next to the process's own (MLflow's autolog callback, when on) and the call counter
+    (the optimizer-worker passes its progress reporter).
     """
     counter = LMCallCounter()
     recorder = ErrorRecorder(program)
     lm = build_lm(settings)
     started = time.perf_counter()
-    with dspy.context(lm=lm, adapter=build_adapter(settings), callbacks=[counter, *(callbacks or [])]):
+    everyone = [*dspy.settings.callbacks, counter, *(callbacks or [])]
+    with dspy.context(lm=lm, adapter=build_adapter(settings), callbacks=everyone):
         result = dspy.Evaluate(
             devset=devset,
             metric=combined_metric,

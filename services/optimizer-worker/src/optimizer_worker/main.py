@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError as DatabaseError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from optimizer_worker.errors import DatabaseUnavailable, WorkerError
@@ -53,9 +53,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, "http_error", str(exc.detail), request)
 
-    @app.exception_handler(DatabaseError)
-    async def _database(request: Request, exc: DatabaseError) -> JSONResponse:
-        log.warning("jobs database unavailable (request %s): %s", request.state.request_id, exc.orig)
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("jobs database unavailable (request %s): %s", getattr(request.state, "request_id", None), exc.orig)
         return _error(503, DatabaseUnavailable.code, "the jobs database is unavailable; try again", request)
 
 

@@ -205,9 +205,8 @@ def evaluate(
     """Score one program on the dev split in a child run; the scores also go to the job's run as `<role>_dev_*`."""
     # MLflow's autolog callback sees this evaluation too: the child run gets its result table, and a
     # trace per example when LOG_EVAL_TRACES is on.
-    callbacks = [progress, *dspy.settings.callbacks]
     with mlflow.start_run(run_name=f"{role}-dev", nested=True):
-        report = evaluate_program(program, devset, settings, settings.eval_threads, label, callbacks=callbacks)
+        report = evaluate_program(program, devset, settings, settings.eval_threads, label, callbacks=[progress])
         mlflow.log_metrics({f"dev_{name}": value for name, value in report.scores.items()})
         mlflow.log_metrics({"lm_calls": report.lm_calls, "wall_time_s": report.wall_time_s})
         mlflow.log_dict(asdict(report), f"eval/{role}.json")

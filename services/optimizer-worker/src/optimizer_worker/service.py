@@ -12,7 +12,7 @@ import anyio
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError as DatabaseError
+from sqlalchemy.exc import OperationalError
 
 from optimizer_worker.db import engine_for
 from optimizer_worker.errors import DatasetUnavailable, QueueUnavailable
@@ -97,7 +97,7 @@ def _check_database(url: str) -> str:
         with engine_for(url).connect() as connection:
             connection.execute(text("SELECT count(*) FROM jobs"))
         return "ok"
-    except DatabaseError as exc:
+    except OperationalError as exc:
         return f"unavailable: {str(exc).splitlines()[0][:200]}"
 
 

@@ -44,12 +44,15 @@ MLFLOW_DSPY_CALLBACK = tracing.enable_dspy_autolog()
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     programs: ProgramRegistry = app.state.programs
+    # Programs and the trace experiment load side by side, within one start-up deadline.
+    deadline = asyncio.get_running_loop().time() + settings.registry_startup_timeout_s
+    experiment = asyncio.create_task(keep_experiment_ready(app), name="experiment") if settings.use_registry else None
     await programs.start()
     background = [asyncio.create_task(programs.watch(), name="registry-watch")]
-    if settings.use_registry:
-        experiment = asyncio.create_task(keep_experiment_ready(app), name="experiment")
+    if experiment is not None:
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
         with contextlib.suppress(TimeoutError):  # trace from the first request when MLflow is up
-            await asyncio.wait_for(asyncio.shield(experiment), settings.registry_startup_timeout_s)
+            await asyncio.wait_for(asyncio.shield(experiment), left)
         background.append(experiment)
     publish_state(app)
     background.append(asyncio.create_task(publish_state_forever(app), name="state-metrics"))
