@@ -39,7 +39,7 @@ $(VENV)/.installed: $(UV) requirements/dev.txt requirements/lm-model.txt $(wildc
 	touch $@
 
 .PHONY: setup
-setup: $(VENV)/.installed $(CHROMIUM) ## Create .venv with every pinned dependency and the local packages
+setup: $(VENV)/.installed ## Create .venv with every pinned dependency and the local packages
 # --8<-- [end:setup]
 
 # The feedback-ui browser tests drive Debian's Chromium through Playwright (`playwright install` cannot
@@ -98,7 +98,7 @@ ui: setup ## feedback-ui alone: migrate, then serve on :8002 (needs MLflow and q
 	$(BIN)/feedback-ui
 
 .PHONY: ui-screenshots
-ui-screenshots: setup ## Run the feedback-ui browser tests and copy their screenshots into docs/img/feedback-ui/
+ui-screenshots: setup $(CHROMIUM) ## Run the feedback-ui browser tests and copy their screenshots into docs/img/feedback-ui/
 	$(BIN)/pytest services/feedback-ui -m browser
 	mkdir -p docs/img/feedback-ui && cp test-artifacts/feedback-ui/*.png docs/img/feedback-ui/
 
@@ -144,7 +144,7 @@ $(BIN)/promtool: | $(VENV)/.installed
 	  && dpkg-deb -x prometheus_*.deb root && install -m 0755 root/usr/bin/promtool $(CURDIR)/$@ && rm -rf $$tmp
 	$@ --version | head -n 1
 
-test: setup-infra
+test: setup-infra $(CHROMIUM)
 test-fast: setup-infra
 
 .PHONY: lock-infra

@@ -23,6 +23,7 @@ import pytest
 from mlflow import MlflowClient
 
 from qa_core import contracts
+from tests.support.databases import docker_available
 from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
@@ -74,7 +75,7 @@ def memory_mib() -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+    if not docker_available():
         pytest.fail("Docker does not answer: run `sudo ../shared/tools/docker-standins --prometheus-tag v2.53.0` first")
     ports = {
         "QA_API_PORT": free_port(), "WORKER_API_PORT": free_port(), "FEEDBACK_UI_PORT": free_port(),

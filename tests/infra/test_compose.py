@@ -84,8 +84,8 @@ def test_every_service_has_a_real_healthcheck_and_dependants_wait_for_it(stack: 
 
 def test_memory_limits_log_rotation_and_pinned_images(stack: dict) -> None:
     for name, service in stack["services"].items():
-        assert service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory") or is_one_shot(service) \
-            or name == "probe-tools", name  # fmt: skip
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert limits.get("memory") or is_one_shot(service), name
         logging = service["logging"]
         assert logging["driver"] == "json-file", name
         assert logging["options"]["max-size"] == "10m", name

@@ -42,6 +42,8 @@ def started(container: DockerContainer, local_url: str) -> Iterator[DockerContai
     try:
         container.start()
     except Exception as error:  # an image that cannot be pulled, a daemon that refuses: use the local server
+        with contextlib.suppress(Exception):  # it may have been created before it failed
+            container.stop()
         if not reachable(local_url):
             raise
         warnings.warn(f"testcontainers could not start {container.image} ({error}); using {local_url}", stacklevel=3)
