@@ -15,6 +15,13 @@ from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+def psycopg_url(url: str) -> str:
+    """To SQLAlchemy `postgresql://` means psycopg2; the images ship psycopg 3, so name that driver."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     """One engine (and connection pool) per database URL and process."""

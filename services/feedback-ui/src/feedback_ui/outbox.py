@@ -15,6 +15,7 @@ them, trace by trace, in the order they were written:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -146,10 +147,11 @@ class Outbox:
     async def run_forever(self) -> None:
         logger.info("outbox started")
         try:
+            with contextlib.suppress(SQLAlchemyError):  # the first round retries a database that is not up
+                await self.publish_gauges()
             while not self._stopping.is_set():
                 try:
                     delivered_some, mlflow_down = await self.run_once()
-                    await self.publish_gauges()
                 except SQLAlchemyError as error:  # the database is down or busy: log it, wait, and try again
                     logger.warning("outbox round failed: %s", error)
                     delivered_some, mlflow_down = False, True
@@ -192,6 +194,7 @@ class Outbox:
         outcomes = [o for group_outcomes, _ in results for o in group_outcomes]
         infos = [info for _, info in results if info is not None]
         await self.db.run(lambda s: record(s, outcomes, infos, self.settings, self.rng))
+        await self.publish_gauges()  # counts change only in a round that claimed rows (an idle round skips this)
         mlflow_down = any(o.reason == "mlflow_unavailable" for o in outcomes)
         self.mlflow_failures = self.mlflow_failures + 1 if mlflow_down else 0
         self.last_error = next((o.error for o in outcomes if o.error), None) if mlflow_down else None

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from qa_core.database import psycopg_url
 from qa_core.settings import CoreSettings
 
 STATE_DIR = Path(".state")
@@ -81,7 +82,6 @@ class Settings(CoreSettings):
         None, description="Prometheus server for the guardrails; unset: read qa-api's own /metrics."
     )
     prometheus_window: str = Field("1h", pattern=r"^\d+[smhd]$", description="Window of the Prometheus queries.")
-    mlflow_ui_url: str | None = Field(None, description="Public MLflow URL for links; default: MLFLOW_TRACKING_URI.")
 
     users: list[UserConfig] = Field(
         default_factory=list,
@@ -134,10 +134,7 @@ class Settings(CoreSettings):
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, url: str) -> str:
-        # `postgresql://` means psycopg2 to SQLAlchemy; the image ships psycopg 3.
-        if url.startswith(("postgresql://", "postgres://")):
-            return "postgresql+psycopg://" + url.split("://", 1)[1]
-        return url
+        return psycopg_url(url)
 
     @model_validator(mode="after")
     def _secrets_explicit_outside_dev(self) -> Settings:
@@ -158,10 +155,6 @@ class Settings(CoreSettings):
         if self.cookie_secure is None:
             self.cookie_secure = self.app_env == "prod"
         return self
-
-    @property
-    def mlflow_link_base(self) -> str:
-        return (self.mlflow_ui_url or self.mlflow_tracking_uri).rstrip("/")
 
 
 # --8<-- [end:settings]

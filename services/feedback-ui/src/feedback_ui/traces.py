@@ -6,8 +6,6 @@ down" look like "no such trace". We use the tracing client directly, so the two 
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +17,6 @@ from qa_core import contracts
 
 # The trace ids qa-api hands out: MLflow 3's "tr-" and the 32 hex digits of the OpenTelemetry trace id.
 TRACE_ID_PATTERN = r"^tr-[0-9a-f]{32}$"
-TRACE_ID = re.compile(TRACE_ID_PATTERN)
 
 
 class MlflowUnavailable(Exception):
@@ -154,12 +151,3 @@ def _not_found(error: MlflowException) -> bool:
 
 def _short(error: MlflowException) -> str:
     return str(error.message if hasattr(error, "message") else error)[:300]
-
-
-def preview_question(info: TraceInfo) -> str:
-    """The question from the trace's request preview (the root span's inputs, as JSON)."""
-    try:
-        inputs = json.loads(info.request_preview or "{}")
-    except json.JSONDecodeError:
-        return ""
-    return str(inputs.get("question") or "") if isinstance(inputs, dict) else ""

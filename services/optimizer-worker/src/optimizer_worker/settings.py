@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from qa_core import contracts
+from qa_core.database import psycopg_url
 from qa_core.settings import CoreSettings
 
 STATE_DIR = Path(".state")
@@ -112,10 +113,7 @@ class Settings(CoreSettings):
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, url: str) -> str:
-        # `postgresql://` means psycopg2 to SQLAlchemy; the image ships psycopg 3.
-        if url.startswith("postgresql://") or url.startswith("postgres://"):
-            return "postgresql+psycopg://" + url.split("://", 1)[1]
-        return url
+        return psycopg_url(url)
 
     @field_validator("budget_ranges")
     @classmethod

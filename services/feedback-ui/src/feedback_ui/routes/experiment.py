@@ -11,7 +11,7 @@ from feedback_ui.charts import COLORS, Bar, bar_chart
 from feedback_ui.errors import InvalidInput
 from feedback_ui.experiment import ExperimentView
 from feedback_ui.routes.deps import Admin, AdminWrite, Annotator
-from feedback_ui.templating import render
+from feedback_ui.templating import is_htmx, render
 
 router = APIRouter(prefix="/experiment")
 VERSION = r"^[0-9]+$"
@@ -37,12 +37,6 @@ async def experiment_page(request: Request, user: Annotator) -> Response:
     return render(request, "experiment.html", view=view, chart=chart(view), checks=checks)
 
 
-@router.get("/chart.svg")
-async def chart_svg(request: Request, user: Annotator) -> Response:
-    view = await request.app.state.experiment.view()
-    return Response(chart(view), media_type="image/svg+xml")
-
-
 # --8<-- [start:confirm]
 @router.get("/confirm/{action}", response_class=HTMLResponse)
 async def confirm(
@@ -57,7 +51,7 @@ async def confirm(
     view = await request.app.state.experiment.view()
     settings = request.app.state.settings
     checks = view.guardrails.checks("challenger", settings) if view.guardrails else []
-    template = "_confirm.html" if request.headers.get("hx-request") == "true" else "confirm.html"
+    template = "_confirm.html" if is_htmx(request) else "confirm.html"
     return render(request, template, action=action, view=view, share_percent=share_percent, checks=checks)
 
 
