@@ -31,6 +31,7 @@ async def test_an_mcp_client_lists_and_calls_the_qa_tools(qa_api_mcp: str) -> No
     async with Client(qa_api_mcp) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         answered = await client.call_tool("answer_question", {"question": QUESTION, "session_id": "agent-7"})
+        again = await client.call_tool("answer_question", {"question": QUESTION})
         searched = await client.call_tool("search_documentation", {"query": "MLflow tracking server port", "k": 2})
     assert set(tools) == {"answer_question", "search_documentation"}
     assert "question" in tools["answer_question"].input_schema["properties"]
@@ -38,7 +39,9 @@ async def test_an_mcp_client_lists_and_calls_the_qa_tools(qa_api_mcp: str) -> No
     body = answered.structured_content
     assert body["answer"]
     assert body["citations"][0]["doc_id"] == "mlflow-tracking"
-    assert body["request_id"].startswith("mcp-")
+    # Each call is its own HTTP POST, with the request id the service's middleware gives every request.
+    assert body["request_id"] != again.structured_content["request_id"]
+    assert not body["request_id"].startswith("mcp-")  # the stdio fallback is not used over HTTP
     assert body["variant"] == "champion"
     passages = searched.structured_content["passages"]
     assert passages[0]["id"].startswith("mlflow-tracking#")

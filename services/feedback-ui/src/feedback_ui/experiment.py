@@ -7,6 +7,7 @@ audit log before it runs and updated with its outcome, so an attempt that crashe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,16 +143,23 @@ class Experiment:
         except (httpx.HTTPError, ValueError):
             return None
 
+    async def _registry_or_problem(self) -> tuple[RegistryState | None, str | None]:
+        try:
+            return await self.registry_state(), None
+        except UpstreamUnavailable as error:
+            return None, error.message
+
     # --8<-- [start:view]
     async def view(self) -> ExperimentView:
-        try:
-            state, problem = await self.registry_state(), None
-        except UpstreamUnavailable as error:
-            state, problem = None, error.message
-        view = ExperimentView(state, problem, await self.serving())
-        view.guardrails = await read_guardrails(self.http, self.settings)
-        view.audit = await self.db.run(lambda s: list(s.scalars(
-            select(AuditEntry).order_by(AuditEntry.id.desc()).limit(20))))  # fmt: skip
+        # Four independent sources (MLflow, qa-api, Prometheus, the audit log): ask them at once.
+        (state, problem), serving, guardrails, audit = await asyncio.gather(
+            self._registry_or_problem(),
+            self.serving(),
+            read_guardrails(self.http, self.settings),
+            self.db.run(lambda s: list(s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(20)))),
+        )
+        view = ExperimentView(state, problem, serving)
+        view.guardrails, view.audit = guardrails, audit
         if state is None or state.champion is None:
             return view
         versions = [v for v in (state.champion, state.challenger) if v]

@@ -7,6 +7,7 @@ from qa-api's own `/metrics` (one replica, since it started), and the page says 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 
@@ -136,14 +137,16 @@ def by_variant(response: dict) -> dict[str, float]:
 async def read_guardrails(http: httpx.AsyncClient, settings: Settings) -> Guardrails:
     if settings.prometheus_url:
         source = f"Prometheus, last {settings.prometheus_window}"
+        url = f"{settings.prometheus_url.rstrip('/')}/api/v1/query"
+
+        async def query_by_variant(query: str) -> dict[str, float]:
+            response = await http.get(url, params={"query": query})
+            response.raise_for_status()
+            return by_variant(response.json())
+
+        queries = prometheus_queries(settings.prometheus_window)
         try:
-            results = {}
-            for name, query in prometheus_queries(settings.prometheus_window).items():
-                response = await http.get(
-                    f"{settings.prometheus_url.rstrip('/')}/api/v1/query", params={"query": query}
-                )
-                response.raise_for_status()
-                results[name] = by_variant(response.json())
+            results = dict(zip(queries, await asyncio.gather(*map(query_by_variant, queries.values())), strict=True))
         except (httpx.HTTPError, ValueError, KeyError) as error:
             return Guardrails(source, problem=f"cannot query Prometheus: {error}")
         traffic = {

@@ -6,17 +6,26 @@ limits, the same A/B routing and the same MLflow trace as a person's.
 
 from __future__ import annotations
 
-import itertools
+import uuid
+from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
 from qa_api.errors import ServiceError
+from qa_api.routes.answer import TRUE
 from qa_api.serving import AnswerContext, Answerer
+from qa_core import contracts
 from qa_core.contracts import AnswerResponse
 
-_CALLS = itertools.count(1)
+
+def _http_request(ctx: Context) -> Any:
+    """The HTTP request that carried this tool call (None over stdio)."""
+    try:
+        return ctx.request_context.request
+    except ValueError:  # no request context: called outside a session
+        return None
 
 
 class DocumentationPassage(BaseModel):
@@ -38,13 +47,20 @@ def build_mcp_server(answerer: Answerer) -> MCPServer:
     )
 
     @server.tool()
-    async def answer_question(question: str, session_id: str | None = None) -> AnswerResponse:
+    async def answer_question(question: str, ctx: Context, session_id: str | None = None) -> AnswerResponse:
         """Answer a question about the DSPy QA reference system; the answer cites documentation passages."""
         if not 0 < len(question) <= answerer.settings.max_question_chars:
             raise ToolError(f"question must be 1 to {answerer.settings.max_question_chars} characters")
-        ctx = AnswerContext(question=question, request_id=f"mcp-{next(_CALLS)}", endpoint="mcp", session_id=session_id)
+        # Over HTTP the request id is the one RequestIdMiddleware gave this POST (the client's X-Request-Id
+        # when it sent one), and X-Synthetic marks load-test traffic, exactly as on /v1/answer.
+        http = _http_request(ctx)
+        request_id = getattr(getattr(http, "state", None), "request_id", None) or f"mcp-{uuid.uuid4().hex[:16]}"
+        synthetic = http is not None and http.headers.get(contracts.HEADER_SYNTHETIC, "").lower() in TRUE
+        call = AnswerContext(
+            question=question, request_id=request_id, endpoint="mcp", session_id=session_id, synthetic=synthetic
+        )
         try:
-            return await answerer.answer(ctx)
+            return await answerer.answer(call)
         except ServiceError as error:  # the agent sees the same meaning an HTTP client would
             raise ToolError(f"{error.code}: {error.message}") from error
 
