@@ -18,6 +18,7 @@ from optimizer_worker.db import migrate
 from optimizer_worker.main import create_app
 from optimizer_worker.settings import Settings
 from tests.support import processes
+from tests.support.traces import log_qa_trace
 
 # A key shaped like a hosted one. The secret scan looks for it in everything a job writes.
 SECRET_KEY = "sk-test-" + uuid.uuid4().hex
@@ -134,56 +135,9 @@ def slow_deployment(database_url: str, redis_url: str, mlflow_server, slow_simul
     return Deployment(worker_env(database_url, redis_url, mlflow_server.url, slow_simulator_base))
 
 
-def log_qa_trace(
-    experiment_name: str,
-    question: str,
-    answer: str,
-    citations: list[str],
-    *,
-    ratings: list[bool] = (),  # type: ignore[assignment]
-    correction: str | None = None,
-    synthetic: bool = False,
-) -> str:
-    """A trace shaped like qa-api's, with human feedback logged on it the way the feedback UI does."""
-    import mlflow
-    from mlflow.entities import AssessmentSource, AssessmentSourceType
-
-    from qa_core import contracts
-
-    mlflow.set_experiment(experiment_name)
-    with mlflow.start_span(name="answer") as span:
-        span.set_inputs({"question": question})
-        span.set_outputs({"answer": answer, "citations": citations})
-        mlflow.update_current_trace(
-            tags={
-                contracts.TRACE_TAG_VARIANT: "champion",
-                contracts.TRACE_TAG_MODEL_VERSION: "1",
-                contracts.TRACE_TAG_REQUEST_ID: uuid.uuid4().hex,
-                contracts.TRACE_TAG_SESSION_ID: "session-1",
-                contracts.TRACE_TAG_SYNTHETIC: "true" if synthetic else "false",
-            }
-        )
-        trace_id = span.trace_id
-    mlflow.flush_trace_async_logging()
-    for number, rating in enumerate(ratings):
-        mlflow.log_feedback(
-            trace_id=trace_id,
-            name=contracts.ASSESSMENT_USER_RATING,
-            value=rating,
-            source=AssessmentSource(AssessmentSourceType.HUMAN, f"user-{number}"),
-        )
-    if correction is not None:
-        mlflow.log_expectation(
-            trace_id=trace_id,
-            name=contracts.ASSESSMENT_CORRECTED_ANSWER,
-            value=correction,
-            source=AssessmentSource(AssessmentSourceType.HUMAN, "annotator"),
-        )
-    return trace_id
-
-
 @pytest.fixture
 def qa_trace() -> Callable[..., str]:
+    """Traces shaped like qa-api's, with human feedback on them (tests.support.traces)."""
     return log_qa_trace
 
 

@@ -95,3 +95,17 @@ def test_an_empty_or_fully_held_out_train_split_is_a_dataset_error(deployment, t
     empty = deployment.write_dataset(tmp_path / "empty", train=[], dev=dev, test=dev)
     with pytest.raises(DatasetUnavailable, match="no QA pairs"):
         trainset.build_trainset(program, empty, [])
+
+
+def test_an_answer_outside_the_retrieved_passages_takes_its_document_from_the_citation(deployment, qa_trace) -> None:
+    """qa-api logs citations as objects; the passage id in them names the supporting document."""
+    settings = deployment.settings
+    registry.configure_mlflow(settings)
+    qa_trace(settings.mlflow_experiment_name, "Which step comes last in a job?", "zyxwv", ["optimizer-simba#0"],
+             ratings=[True])  # fmt: skip
+    items, seen = trainset.read_feedback(settings.mlflow_experiment_name, max_traces=10)
+    assert seen == {"rated_good": 1}
+    assert items[0].citations == ("optimizer-simba#0",)
+    data = trainset.build_trainset(build_program(settings), settings.dataset_dir, items)
+    [example] = [ex for ex in data.examples if ex.source == "rated_good"]
+    assert example.doc_id == "optimizer-simba"

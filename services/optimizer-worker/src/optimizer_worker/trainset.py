@@ -67,7 +67,8 @@ def feedback_from_trace(trace: Trace) -> tuple[FeedbackItem | None, str]:
     question = str(inputs.get("question") or "").strip()
     if not question:
         return None, "no_question"
-    citations = tuple(str(c) for c in (outputs.get("citations") or []) if c)
+    # qa-api logs citations as objects ({"id": "doc#2", "doc_id": ...}); keep their passage ids.
+    citations = tuple(str(c.get("id", "") if isinstance(c, dict) else c) for c in outputs.get("citations") or [] if c)
     if corrections:
         latest = max(corrections, key=lambda a: a.create_time_ms or 0)
         answer = str(latest.value or "").strip()
@@ -81,8 +82,7 @@ def feedback_from_trace(trace: Trace) -> tuple[FeedbackItem | None, str]:
         return None, "rated_bad"
     if not answer:
         return None, "empty_answer"
-    citation_ids = tuple(c.get("id", "") if isinstance(c, dict) else c for c in citations)
-    return FeedbackItem(trace.info.trace_id, question, answer, citation_ids, kind, at_ms), kind
+    return FeedbackItem(trace.info.trace_id, question, answer, citations, kind, at_ms), kind
 
 
 def read_feedback(experiment_name: str, max_traces: int) -> tuple[list[FeedbackItem], Counter[str]]:
