@@ -150,3 +150,12 @@ def test_same_request_same_text_and_schema_notes_cached() -> None:
     fields = {f.name: f for f in spec.outputs}
     assert fields["cited"].schema is not None
     assert fields["colour"].choices == ("red", "green")
+
+
+def test_citations_limited_to_an_enum_cite_the_best_passage_not_the_first_id() -> None:
+    signature = dspy.Signature("passages: list[str], question -> citations: list[str], answer")
+    messages = dspy.JSONAdapter().format(signature, demos=[], inputs={"passages": PASSAGES, "question": QUESTION})
+    schema = _get_structured_outputs_response_format(signature).model_json_schema()
+    schema["properties"]["citations"]["items"] = {"type": "string", "enum": ["a#0", "b#1"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": schema}}
+    assert json.loads(answer_messages(messages, response_format))["citations"] == ["b#1"]

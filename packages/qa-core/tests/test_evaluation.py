@@ -109,3 +109,12 @@ def test_the_real_model_answers_dev_questions_with_zero_parse_failures(llama_bas
     assert report.other_errors == 0, report.per_example
     assert all(row["answer"] for row in report.per_example)
     assert all(len(row["answer"]) <= 80 for row in report.per_example)
+    # The grammar makes grounding a guarantee: one LM call per question, no citation outside the
+    # retrieved passages, and every answer a run of words from the passage texts.
+    assert report.ungrounded == 0, report.per_example
+    assert report.lm_calls == len(devset)
+    program = build_program(settings)
+    for row in report.per_example:
+        texts = " ".join(p.text for p in program.retrieve(row["question"]))
+        assert row["citations"], row
+        assert row["answer"] in texts, row

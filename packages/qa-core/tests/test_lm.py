@@ -42,7 +42,7 @@ def test_the_response_schema_keeps_the_limits_declared_on_top_level_fields() -> 
     assert schema["properties"]["citations"]["minItems"] == 1
     assert schema["properties"]["citations"]["maxItems"] == 3
     assert schema["additionalProperties"] is False
-    assert schema["required"] == ["answer", "citations"]
+    assert schema["required"] == ["citations", "answer"]  # the passage is chosen before the words
 
 
 def test_openai_json_schema_becomes_llama_cpp_json_object_with_schema() -> None:

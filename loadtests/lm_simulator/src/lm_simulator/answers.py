@@ -91,7 +91,8 @@ def extract(question: str, passages: list[Passage]) -> tuple[str, Passage | None
         return NO_CONTEXT_ANSWER, None
     qwords = _question_words(question)
     scores = [len(qwords & _passage_words(p.text)) for p in passages]
-    best = passages[scores.index(max(scores))]  # ties go to the earlier (higher ranked) passage
+    # Ties go to the later passage: the QA program lists the best-ranked passage last, next to the question.
+    best = passages[len(scores) - 1 - scores[::-1].index(max(scores))]
     spans = [s.strip().lstrip("#>*- ").strip() for s in _SPAN.findall(best.text)]
     spans = [s for s in spans if _WORD.search(s)] or [best.text.strip()]
     if len(spans) == 1:
@@ -190,6 +191,9 @@ def _array(schema: dict[str, Any], name: str, ctx: Context, root: dict[str, Any]
         values: list[Any] = list(ctx.cited)
         while len(values) < lo:
             values.append(f"{values[0] if values else 'none'}-{len(values)}")
+    elif _is_id_list(name) and isinstance(items.get("enum"), list) and set(ctx.cited) & set(items["enum"]):
+        # Ids limited to an enum (the passages of this call): cite the chosen passage, as a model would.
+        values = [c for c in ctx.cited if c in items["enum"]][: max(lo, 1)]
     else:
         values = [from_schema(items, name, ctx, root, depth + 1)] * max(lo, 1)
     return values if hi is None else values[:hi]

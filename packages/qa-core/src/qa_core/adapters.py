@@ -15,6 +15,8 @@ import dspy
 from dspy.adapters.json_adapter import _get_structured_outputs_response_format
 from pydantic import BaseModel, TypeAdapter
 
+from qa_core.decoding import RESPONSE_SCHEMA_KEY
+
 # JSON-schema keywords that express a constraint (not a type); the ones llama.cpp turns into grammar.
 CONSTRAINT_KEYWORDS = frozenset(
     {"minLength", "maxLength", "pattern", "minItems", "maxItems", "minimum", "maximum", "enum"}
@@ -22,18 +24,23 @@ CONSTRAINT_KEYWORDS = frozenset(
 
 
 # --8<-- [start:constrained-format]
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def constrained_response_format(signature: type[dspy.Signature]) -> type[BaseModel]:
-    """DSPy's response model for `signature`, with each top-level field's constraints put back.
+    """DSPy's response model for `signature`, with each top-level field's constraints put back, and the
+    per-call constraints a program attached to the field (`qa_core.decoding`) added.
 
     Cached per signature class: building a pydantic model per request would cost CPU on every call.
     """
     model = _get_structured_outputs_response_format(signature)
     schema = model.model_json_schema()
     for name, field in signature.output_fields.items():
-        if field.metadata and name in schema.get("properties", {}):
+        properties = schema.get("properties", {})
+        if name not in properties:
+            continue
+        if field.metadata:
             declared = TypeAdapter(Annotated[field.annotation, *field.metadata]).json_schema()
-            schema["properties"][name].update({k: v for k, v in declared.items() if k in CONSTRAINT_KEYWORDS})
+            properties[name].update({k: v for k, v in declared.items() if k in CONSTRAINT_KEYWORDS})
+        properties[name].update((field.json_schema_extra or {}).get(RESPONSE_SCHEMA_KEY, {}))
     model.model_json_schema = lambda *args, **kwargs: schema  # the same override DSPy itself uses
     return model
 

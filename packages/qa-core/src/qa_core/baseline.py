@@ -10,7 +10,7 @@ from __future__ import annotations
 import dspy
 
 from qa_core.dataset import load_split
-from qa_core.program import GroundedQA
+from qa_core.program import GroundedQA, prompt_order
 from qa_core.settings import CoreSettings
 
 
@@ -27,7 +27,7 @@ def labelled_demos(program: GroundedQA, trainset: list[dspy.Example], count: int
             continue
         demos.append(
             dspy.Example(
-                passages=[p.as_prompt_line() for p in passages],
+                passages=[p.as_prompt_line() for p in prompt_order(passages)],
                 question=example.question,
                 answer=example.answer,
                 citations=[holding[0].id],

@@ -14,10 +14,12 @@ import dspy
 from dspy.utils.callback import BaseCallback
 from dspy.utils.exceptions import AdapterParseError
 
+from qa_core.corpus import cached_index
 from qa_core.dataset import SPLITS, load_split
+from qa_core.heuristic import BestSentence
 from qa_core.lm import build_adapter, build_lm
 from qa_core.metrics import combined_metric, score_breakdown
-from qa_core.program import GroundedQA, build_program
+from qa_core.program import build_program
 from qa_core.settings import CoreSettings
 
 
@@ -69,7 +71,7 @@ class EvaluationReport:
 
 # --8<-- [start:evaluate]
 def evaluate_program(
-    program: GroundedQA,
+    program: dspy.Module,
     devset: list[dspy.Example],
     settings: CoreSettings,
     threads: int,
@@ -142,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="qa-eval", description=__doc__)
     parser.add_argument("--split", choices=SPLITS, default="dev")
     parser.add_argument("--program", type=Path, help="Program state JSON (default: the shipped baseline).")
+    parser.add_argument(
+        "--heuristic", action="store_true", help="Score the copy-the-best-sentence reference (no LM) instead."
+    )
     parser.add_argument("--limit", type=int, help="Evaluate only the first N examples.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", type=Path, help="Where to write the JSON report.")
@@ -158,7 +163,11 @@ def main(argv: list[str] | None = None) -> None:
         overrides["grounding_attempts"] = args.attempts
     settings = CoreSettings(**overrides)
     program_path = args.program or settings.baseline_program_path
-    program = build_program(settings, program_path)
+    program: dspy.Module
+    if args.heuristic:
+        program, program_path = BestSentence(cached_index(settings.corpus_dir, settings.chunk_words)), Path("heuristic")
+    else:
+        program = build_program(settings, program_path)
     devset = load_split(settings.dataset_dir, args.split, args.limit)
 
     report = evaluate_program(program, devset, settings, args.threads, str(program_path))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from typing_extensions import TypeAliasType
 
 from qa_core.corpus import PASSAGE_ID_PATTERN, CorpusIndex, Passage, cached_index
+from qa_core.decoding import constrained_signature
 from qa_core.settings import CoreSettings
 
 
@@ -60,9 +61,11 @@ class AnswerFromPassages(dspy.Signature):
 
     passages: list[str] = dspy.InputField(desc="Retrieved passages, each starting with its [id].")
     question: str = dspy.InputField()
-    # GroundedAnswer's fields, at top level so `answer` can stream token by token.
-    answer: str = dspy.OutputField(**_field_spec(GroundedAnswer, "answer"))
+    # GroundedAnswer's fields, at top level so `answer` can stream token by token. Citations come
+    # first: choosing the passage before the words lifted citation from 0.72 to 0.98 on dev with
+    # SmolLM2 (docs/results/program-design.md).
     citations: list[PassageId] = dspy.OutputField(**_field_spec(GroundedAnswer, "citations"))
+    answer: str = dspy.OutputField(**_field_spec(GroundedAnswer, "answer"))
 
 
 # --8<-- [end:signature]
@@ -163,6 +166,19 @@ class GroundedBestOfN(dspy.BestOfN):
 # --8<-- [end:grounding]
 
 
+# --8<-- [start:prompt-order]
+def prompt_order(passages: list[Passage]) -> list[Passage]:
+    """The retrieved passages as the prompt lists them: the best one last, next to the question.
+
+    A small model favours what it read last. In retrieval order it cited the third passage 29 times in
+    50, though the answer was in the first one 48 times; best-last lifted citation from 0.50 to 0.72.
+    """
+    return passages[::-1]
+
+
+# --8<-- [end:prompt-order]
+
+
 # --8<-- [start:program]
 class GroundedQA(dspy.Module):
     """Retrieve `k` passages with BM25, then answer and cite with one grounded LM call."""
@@ -177,14 +193,23 @@ class GroundedQA(dspy.Module):
     def retrieve(self, question: str) -> list[Passage]:
         return self.index.search(question, self.k)
 
+    def _inputs(self, question: str, passages: list[Passage]) -> dict[str, Any]:
+        """The answer predictor's inputs, with its signature constrained to these passages for this call."""
+        in_prompt = prompt_order(passages)
+        return {
+            "signature": constrained_signature(self.answer.signature, tuple(in_prompt)),
+            "passages": [p.as_prompt_line() for p in in_prompt],
+            "question": question,
+        }
+
     def forward(self, question: str) -> dspy.Prediction:
         passages = self.retrieve(question)
-        pred = self.grounded_answer(passages=[p.as_prompt_line() for p in passages], question=question)
+        pred = self.grounded_answer(**self._inputs(question, passages))
         return self._result(pred, passages)
 
     async def aforward(self, question: str) -> dspy.Prediction:
         passages = self.retrieve(question)
-        pred = await self.grounded_answer.acall(passages=[p.as_prompt_line() for p in passages], question=question)
+        pred = await self.grounded_answer.acall(**self._inputs(question, passages))
         return self._result(pred, passages)
 
     @staticmethod
