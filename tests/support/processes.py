@@ -145,11 +145,14 @@ def lm_simulator(**options: object) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def llama_server() -> Iterator[str]:
-    """The real local LM: `qa-core lm serve` with the bundled SmolLM2 file; yields its base URL."""
+def llama_server(**settings: str) -> Iterator[str]:
+    """The real local LM: `qa-core lm serve` with the bundled SmolLM2 file; yields its base URL.
+
+    `settings` are extra environment variables, e.g. `LM_SERVER_ADAPTERS_DIR`.
+    """
     port = free_port()
     args = [sys.executable, "-m", "qa_core.cli", "lm", "serve"]
-    env = {"LM_SERVER_PORT": str(port)}
+    env = {**settings, "LM_SERVER_PORT": str(port)}
     with running(args, f"http://127.0.0.1:{port}/v1/models", env=env, timeout_s=120, name="llama.cpp server"):
         yield f"http://127.0.0.1:{port}/v1"
 

