@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,9 @@ class LoRAProvider(Provider):
 
         job.stage = "training"
         peft_dir = self.work_dir / f"{self.adapter_name}-peft"
-        job.result_details = train_lora(train_data, base_dir, peft_dir, self.budget, on_step)
+        # `BootstrapFinetune(train_kwargs=...)` can override the provider's budget, knob by knob.
+        budget = replace(self.budget, **(train_kwargs or {}))
+        job.result_details = train_lora(train_data, base_dir, peft_dir, budget, on_step)
 
         job.stage = "exporting"
         self.on_event(job.stage, {})
