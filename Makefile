@@ -128,6 +128,10 @@ load: setup ## Locust against qa-api on the LM simulator (200 ms); CSV + HTML in
 bench: setup ## qa-api vs the minimal and tutorial baselines, side by side (writes docs/results/load.md)
 	$(BIN)/python loadtests/bench.py --markdown docs/results/load.md $(BENCH_ARGS)
 
+.PHONY: learn
+learn: setup ## Every job optimizer on the bundled model, dev and test (writes docs/results/learning.md; ~90 min)
+	$(BIN)/python services/optimizer-worker/bench/learn.py $(LEARN_ARGS)
+
 # --8<-- [start:infra]
 # ---- deployment: compose, make dev, Kubernetes (issue 6) ----
 # Tools `make test` uses to validate the deployment files, each pinned and from a package index:

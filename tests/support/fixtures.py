@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +18,21 @@ def simulator_base() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def llama_base() -> Iterator[str]:
+def llama_adapters_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The adapters folder of the shared LM server: an adapter written here is served as `<base>+<name>`."""
+    return tmp_path_factory.mktemp("adapters")
+
+
+@pytest.fixture(scope="session")
+def finetune_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where fine-tuning tests keep the dequantized base model, so it is made once per session."""
+    return tmp_path_factory.mktemp("finetune")
+
+
+@pytest.fixture(scope="session")
+def llama_base(llama_adapters_dir: Path) -> Iterator[str]:
     """The real llama.cpp server with SmolLM2, shared by the tests that need the real model."""
-    with processes.llama_server() as base:
+    with processes.llama_server(LM_SERVER_ADAPTERS_DIR=str(llama_adapters_dir)) as base:
         yield base
 
 

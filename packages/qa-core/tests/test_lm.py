@@ -11,9 +11,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from qa_core.adapters import JSONAdapter, constrained_response_format
-from qa_core.lm import build_adapter, build_lm
+from qa_core.lm import adapter_of, build_adapter, build_lm
 from qa_core.lm_server import JsonSchemaToGrammar, llama_response_format
-from qa_core.program import AnswerFromPassages
+from qa_core.program import AnswerFromPassages, build_program
 from qa_core.settings import CoreSettings
 
 
@@ -88,3 +88,41 @@ def test_the_program_runs_against_an_openai_compatible_server(simulator_base: st
     assert result.answer.rstrip(".") in cited.as_prompt_line()
     assert cited.doc_id == "mlflow-tracking"
     assert result.grounded
+
+
+def _saved_with_lm(tmp_path, model: str | None) -> CoreSettings:
+    """Save the baseline program with its predictor naming `model`, as a fine-tuning job's version does."""
+    settings = CoreSettings(_env_file=None, lm_api_base="http://lm.internal:8080/v1", lm_api_key="server-key")
+    program = build_program(settings)
+    program.answer.lm = dspy.LM(model, api_base="http://attacker.example/v1", api_key="leaked") if model else None
+    program.save(str(tmp_path / "program.json"))
+    return settings
+
+
+def test_a_tuned_version_answers_with_its_adapter_through_this_services_endpoint_and_key(tmp_path) -> None:
+    settings = _saved_with_lm(tmp_path, "llamacpp/smollm2-135m-instruct+job-0123456789ab")
+    saved = json.loads((tmp_path / "program.json").read_text())
+    assert "leaked" not in json.dumps(saved)  # DSPy never saves a key
+    program = build_program(settings, tmp_path / "program.json")
+    assert program.answer.lm.model == "llamacpp/smollm2-135m-instruct+job-0123456789ab"
+    assert program.answer.lm.kwargs["api_base"] == "http://lm.internal:8080/v1"
+    assert program.answer.lm.kwargs["api_key"] == "server-key"
+
+
+def test_a_version_saved_with_the_base_model_uses_the_calls_lm(tmp_path) -> None:
+    settings = _saved_with_lm(tmp_path, "llamacpp/smollm2-135m-instruct")
+    assert build_program(settings, tmp_path / "program.json").answer.lm is None
+
+
+@pytest.mark.parametrize(
+    "model", ["openai/gpt-4o", "llamacpp/other-model+job-1", "llamacpp/smollm2-135m-instruct+../../etc/passwd"]
+)
+def test_a_version_naming_another_model_is_refused(tmp_path, model: str) -> None:
+    settings = _saved_with_lm(tmp_path, model)
+    with pytest.raises(ValueError, match="this deployment serves 'llamacpp/smollm2-135m-instruct'"):
+        build_program(settings, tmp_path / "program.json")
+
+
+def test_adapter_of_reads_the_adapter_name() -> None:
+    assert adapter_of("llamacpp/smollm2-135m-instruct+job-1a2b") == "job-1a2b"
+    assert adapter_of("llamacpp/smollm2-135m-instruct") is None

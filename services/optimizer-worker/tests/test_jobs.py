@@ -15,6 +15,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from optimizer_worker.optimizers import TUNES_WEIGHTS
 from optimizer_worker.progress import STAGES
 from optimizer_worker.settings import DEFAULT_BUDGET_RANGES
 from qa_core import contracts, registry
@@ -179,12 +180,21 @@ def test_a_candidate_that_does_not_beat_the_champion_is_not_registered(deploymen
     assert "program" in {a.path for a in client.list_artifacts(run.info.run_id)}  # logged, just not registered
 
 
-# The smallest budget the API allows for each optimizer; each job runs in its own process, as on a worker.
-SMALLEST_BUDGETS = {name: low for name, (low, _) in DEFAULT_BUDGET_RANGES.items()}
+# The smallest budget the API allows for each prompt optimizer; each job runs in its own process, as on a
+# worker. The weight optimizers train the real model: test_real_model.py runs them.
+SMALLEST_BUDGETS = {name: low for name, (low, _) in DEFAULT_BUDGET_RANGES.items() if name not in TUNES_WEIGHTS}
 
 
 def test_every_optimizer_the_contract_names_has_a_budget_range() -> None:
-    assert set(SMALLEST_BUDGETS) == set(typing.get_args(contracts.OptimizerName))
+    assert set(DEFAULT_BUDGET_RANGES) == set(typing.get_args(contracts.OptimizerName))
+
+
+def test_a_weight_optimizer_job_is_refused_where_nothing_can_serve_its_adapter(deployment) -> None:
+    with deployment.api() as api:
+        response = api.post("/v1/jobs", json={**JOB, "optimizer": "bootstrap_finetune", "budget": 4})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "finetune_unavailable"
+    assert "LM_SERVER_ADAPTERS_DIR" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(("optimizer", "budget"), SMALLEST_BUDGETS.items())

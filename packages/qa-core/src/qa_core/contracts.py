@@ -111,7 +111,9 @@ class AnswerRequest(BaseModel):
 
 # --8<-- [start:jobs-contract]
 # The optimizer-worker's jobs API, as the feedback UI and other clients see it.
-OptimizerName = Literal["bootstrap_fewshot", "bootstrap_random_search", "miprov2", "gepa", "simba"]
+OptimizerName = Literal[
+    "bootstrap_fewshot", "bootstrap_random_search", "miprov2", "gepa", "simba", "bootstrap_finetune", "better_together"
+]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Decision = Literal["promoted", "not_promoted"]
 

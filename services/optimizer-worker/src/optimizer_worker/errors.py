@@ -32,6 +32,16 @@ class DatasetUnavailable(WorkerError):
     code, status = "dataset_unavailable", 422
 
 
+class FinetuneUnavailable(WorkerError):
+    """A weight optimizer was asked for, but this deployment cannot train (no local model, no adapters folder)."""
+
+    code, status = "finetune_unavailable", 422
+
+
+class OptimizationFailed(WorkerError):
+    code, status = "optimization_failed", 500
+
+
 class QueueUnavailable(WorkerError):
     code, status = "queue_unavailable", 503
 

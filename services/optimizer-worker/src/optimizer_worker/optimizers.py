@@ -12,11 +12,14 @@ from typing import Any
 
 import dspy
 
-from optimizer_worker.errors import BudgetOutOfRange, DatasetUnavailable
+from optimizer_worker.errors import BudgetOutOfRange, DatasetUnavailable, FinetuneUnavailable
 from optimizer_worker.settings import BUDGET_MEANING, Settings
 from qa_core import contracts
+from qa_core.adapters import JSONAdapter
+from qa_core.labels import LabelledTeacher
 from qa_core.lm import LOCAL_PROVIDER, register_local_provider
 from qa_core.metrics import DEMO_THRESHOLD, combined_metric, feedback_metric
+from qa_core.program import GroundedQA
 
 
 @dataclass
@@ -27,10 +30,20 @@ class Plan:
     compile_kwargs: dict[str, Any]
     expected_lm_calls: int  # a rough upper bound, for the progress bar
     params: dict[str, Any] = field(default_factory=dict)  # logged to the MLflow run
+    # Weight optimizers need the student's predictors to carry an LM whose provider can fine-tune.
+    tunes_weights: bool = False
+
+
+# Optimizers that train the model's weights, and so need the local model and the LM server's adapters folder.
+TUNES_WEIGHTS: frozenset[contracts.OptimizerName] = frozenset({"bootstrap_finetune", "better_together"})
 
 
 # --8<-- [start:validate-budget]
 def validate_budget(settings: Settings, optimizer: contracts.OptimizerName, budget: int) -> None:
+    if optimizer in TUNES_WEIGHTS and settings.lm_server_adapters_dir is None:
+        raise FinetuneUnavailable(
+            f"{optimizer} trains LoRA adapters for the LM server; set LM_SERVER_ADAPTERS_DIR to its adapters folder"
+        )
     low, high = settings.budget_ranges[optimizer]
     if not low <= budget <= high:
         raise BudgetOutOfRange(
@@ -127,12 +140,71 @@ def simba(s: Settings, budget: int, train: list[dspy.Example], teacher: dspy.Mod
     return Plan(optimizer, {"trainset": train, "seed": 0}, calls, params)
 
 
+# --8<-- [start:weight-factories]
+def bootstrap_finetune(s: Settings, budget: int, train: list[dspy.Example], teacher: dspy.Module) -> Plan:
+    """LoRA on the labelled traces; the tuned model answers without demos (they would cost prompt tokens)."""
+    optimizer = dspy.BootstrapFinetune(
+        metric=combined_metric,
+        adapter=JSONAdapter(),
+        exclude_demos=True,
+        num_threads=1,
+        train_kwargs={"max_examples": budget},
+    )
+    kwargs = {"trainset": train, "teacher": labelled_teacher(teacher, train)}
+    return Plan(optimizer, kwargs, 0, {"max_examples": budget}, tunes_weights=True)
+
+
+def better_together(s: Settings, budget: int, train: list[dspy.Example], teacher: dspy.Module) -> Plan:
+    """Prompt, weights, prompt again (`p -> w -> p`); the best step on a held-out slice of train wins."""
+    held_out = min(s.valset_size, len(train) // 2)
+    trainset, valset = train[: len(train) - held_out], train[len(train) - held_out :]
+    labelled = labelled_teacher(teacher, trainset)
+    prompts = dspy.BootstrapFewShot(
+        metric=combined_metric,
+        metric_threshold=DEMO_THRESHOLD,
+        max_bootstrapped_demos=s.max_labeled_demos,
+        max_labeled_demos=0,
+        max_rounds=1,
+    )
+    weights = dspy.BootstrapFinetune(
+        metric=combined_metric,
+        adapter=JSONAdapter(),
+        exclude_demos=True,
+        num_threads=1,
+        train_kwargs={"max_examples": budget},
+    )
+    optimizer = dspy.BetterTogether(metric=combined_metric, p=prompts, w=weights)
+    kwargs = {
+        "trainset": trainset,
+        "valset": valset,
+        "strategy": "p -> w -> p",
+        "seed": 0,
+        "num_threads": s.optimizer_threads,
+        # BetterTogether hands its `teacher` to every step as a list; each step gets the labelled one.
+        "optimizer_compile_args": {"p": {"teacher": labelled}, "w": {"teacher": labelled}},
+    }
+    calls = 4 * len(valset) * s.grounding_attempts
+    params = {"strategy": "p -> w -> p", "max_examples": budget, "valset_size": len(valset)}
+    return Plan(optimizer, kwargs, calls, params, tunes_weights=True)
+
+
+def labelled_teacher(program: dspy.Module, examples: list[dspy.Example]) -> LabelledTeacher:
+    """The champion's retriever, answering the training questions with their labels."""
+    assert isinstance(program, GroundedQA)
+    return LabelledTeacher(program.index, examples, k=program.k)
+
+
+# --8<-- [end:weight-factories]
+
+
 FACTORIES: dict[contracts.OptimizerName, Callable[[Settings, int, list[dspy.Example], dspy.Module], Plan]] = {
     "bootstrap_fewshot": bootstrap_fewshot,
     "bootstrap_random_search": bootstrap_random_search,
     "miprov2": miprov2,
     "gepa": gepa,
     "simba": simba,
+    "bootstrap_finetune": bootstrap_finetune,
+    "better_together": better_together,
 }
 # Fewest training examples each optimizer can work with.
 MIN_TRAIN: dict[contracts.OptimizerName, int] = {
@@ -141,6 +213,8 @@ MIN_TRAIN: dict[contracts.OptimizerName, int] = {
     "miprov2": 2,
     "gepa": 2,
     "simba": 2,
+    "bootstrap_finetune": 2,
+    "better_together": 4,  # half of it is held out to choose the best step
 }
 # --8<-- [end:factories]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -14,10 +15,11 @@ import dspy
 import mlflow
 
 from optimizer_worker import optimizers, registration, trainset
-from optimizer_worker.errors import JobAborted, LMUnavailable, WorkerError
+from optimizer_worker.errors import JobAborted, LMUnavailable, OptimizationFailed, WorkerError
+from optimizer_worker.finetune import provider as training
 from optimizer_worker.jobs import JobStore
 from optimizer_worker.models import Job
-from optimizer_worker.progress import Heartbeat, Progress
+from optimizer_worker.progress import Heartbeat, Progress, TrainingStopped
 from optimizer_worker.settings import Settings
 from qa_core import contracts, registry
 from qa_core.dataset import DatasetError, load_split
@@ -137,10 +139,19 @@ def run_pipeline(
         # --8<-- [start:optimize]
         progress.enter("optimizing", plan.expected_lm_calls)
         student = champion.deepcopy()
+        if plan.tunes_weights:
+            reporter = training_reporter(progress, run)
+            student.set_lm(training.tunable_lm(settings, training.adapter_name(job.id), reporter))
         started, calls_before = time.perf_counter(), progress.lm_calls
         callbacks = [*dspy.settings.callbacks, progress]  # MLflow's autolog callback, plus ours
-        with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings), callbacks=callbacks):
-            candidate = plan.optimizer.compile(student, **plan.compile_kwargs)
+        try:
+            with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings), callbacks=callbacks):
+                candidate = plan.optimizer.compile(student, **plan.compile_kwargs)
+        except Exception:
+            heartbeat.check()  # a cancel that stopped training surfaces as the training job's error
+            raise
+        if getattr(candidate, "flag_compilation_error_occurred", False):
+            raise OptimizationFailed("a BetterTogether step failed (the worker log has the traceback)")
         mlflow.log_metrics(
             {
                 "optimize_wall_time_s": time.perf_counter() - started,
@@ -182,6 +193,36 @@ def run_pipeline(
             mlflow.set_tag("registered_version", str(version.version))
         # --8<-- [end:register-step]
     return outcome
+
+
+# --8<-- [start:training-reporter]
+def training_reporter(progress: Progress, run: Any) -> Callable[[str, dict[str, Any]], None]:
+    """The LoRA provider's events, as job progress and as the run's `train_loss` curve.
+
+    Training runs in DSPy's TrainingJob thread, where MLflow's active run is not set: log by run id.
+    A cancel stops training at its next step, as an Exception the training job reports.
+    """
+    client = mlflow.MlflowClient()
+
+    def report(stage: str, detail: dict[str, Any]) -> None:
+        if progress.abort is not None:
+            raise TrainingStopped(progress.abort.reason)
+        if stage == "training":
+            if detail["step"] == 1:
+                progress.enter("training", detail["steps"])
+            progress.advance()
+            client.log_metric(run.info.run_id, "train_loss", detail["loss"], step=detail["step"])
+        elif stage in ("dequantizing", "exporting"):
+            progress.enter(stage)
+        elif stage == "done":
+            client.log_metric(run.info.run_id, "train_examples", detail["examples"])
+            client.log_metric(run.info.run_id, "train_seconds", detail["seconds"])
+            progress.enter("optimizing")
+
+    return report
+
+
+# --8<-- [end:training-reporter]
 
 
 # --8<-- [start:decide]

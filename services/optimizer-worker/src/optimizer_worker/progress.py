@@ -28,6 +28,10 @@ STAGES: dict[str, tuple[float, float]] = {
     "building_trainset": (4, 8),
     "evaluating_champion": (8, 25),
     "optimizing": (25, 75),
+    # Weight optimizers: inside `optimizing`, the LoRA provider's own stages.
+    "dequantizing": (27, 30),
+    "training": (30, 70),
+    "exporting": (70, 73),
     "evaluating_candidate": (75, 92),
     "logging": (92, 97),
     "registering": (97, 100),
@@ -57,6 +61,11 @@ class Progress(BaseCallback):
             done = min(0.95, self._stage_calls / self._expected) if self._expected else 0.0
             return start + (end - start) * done
 
+    def advance(self) -> None:
+        """One unit of work that is not an LM call (a training step)."""
+        with self._lock:
+            self._stage_calls += 1
+
     def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         if self.abort is not None:
             raise self.abort  # a BaseException: DSPy's callback wrapper only swallows Exception
@@ -65,6 +74,11 @@ class Progress(BaseCallback):
         with self._lock:
             self.lm_calls += 1
             self._stage_calls += 1
+
+
+class TrainingStopped(Exception):
+    """A cancel or timeout, raised inside the training thread: DSPy's TrainingJob reports an Exception
+    as the job's result, where a BaseException would end the thread and leave the job waiting forever."""
 
 
 class Heartbeat:

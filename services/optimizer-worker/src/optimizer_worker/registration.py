@@ -14,7 +14,7 @@ from mlflow.types.schema import ColSpec, Schema
 
 from optimizer_worker.settings import Settings
 from qa_core import contracts, registry
-from qa_core.lm import LOCAL_PROVIDER, build_adapter, register_local_provider
+from qa_core.lm import LOCAL_PROVIDER, adapter_of, build_adapter, register_local_provider
 from qa_core.mlflow_model import ServedQA
 from qa_core.program import GroundedQA, build_program
 
@@ -42,7 +42,7 @@ def load_champion(client: MlflowClient, settings: Settings) -> tuple[GroundedQA,
 
 
 # --8<-- [start:log-model]
-def keyless_lm(settings: Settings) -> dspy.LM:
+def keyless_lm(settings: Settings, model: str | None = None) -> dspy.LM:
     """The LM as it may be written into an artifact: model and base URL, never a key.
 
     `mlflow.dspy.log_model` cloudpickles the DSPy settings with the program. Whoever serves the model
@@ -51,7 +51,7 @@ def keyless_lm(settings: Settings) -> dspy.LM:
     if settings.lm_model.startswith(f"{LOCAL_PROVIDER}/"):
         register_local_provider()
     return dspy.LM(
-        settings.lm_model,
+        model or settings.lm_model,
         api_base=settings.lm_api_base or None,
         temperature=settings.lm_temperature,
         max_tokens=settings.lm_max_tokens,
@@ -62,7 +62,17 @@ def keyless_lm(settings: Settings) -> dspy.LM:
 
 def log_candidate(program: GroundedQA, settings: Settings) -> str:
     """Log `program/program.json` (what services load) and an MLflow DSPy model (what `mlflow models serve`
-    loads) into the active run; return the logged model's id."""
+    loads) into the active run; return the logged model's id.
+
+    A fine-tuned program's predictors carry the job's LM, with the training provider attached; they
+    are given keyless LMs of the tuned model first, and each adapter is logged next to the program.
+    """
+    for predictor in program.predictors():
+        if predictor.lm is not None:
+            adapter = adapter_of(predictor.lm.model)
+            predictor.lm = keyless_lm(settings, predictor.lm.model)
+            if adapter is not None and settings.lm_server_adapters_dir is not None:
+                mlflow.log_artifact(str(settings.lm_server_adapters_dir / f"{adapter}.gguf"), "adapter")
     registry.log_program_state(program)
     # Only what serving needs goes into the pickle: no callbacks (they hold run state), a keyless LM.
     with dspy.context(lm=keyless_lm(settings), adapter=build_adapter(settings), callbacks=[]):

@@ -20,6 +20,8 @@ BUDGET_MEANING: dict[contracts.OptimizerName, str] = {
     "miprov2": "max bootstrapped demos per candidate (auto='light' sets the trials)",
     "gepa": "max metric calls",
     "simba": "optimization steps",
+    "bootstrap_finetune": "labelled training conversations the LoRA adapter learns from",
+    "better_together": "labelled training conversations of the weight step (p -> w -> p)",
 }
 DEFAULT_BUDGET_RANGES: dict[contracts.OptimizerName, tuple[int, int]] = {
     "bootstrap_fewshot": (1, 8),
@@ -27,6 +29,9 @@ DEFAULT_BUDGET_RANGES: dict[contracts.OptimizerName, tuple[int, int]] = {
     "miprov2": (1, 4),
     "gepa": (10, 400),
     "simba": (1, 8),
+    # About 6 s per conversation per epoch on one core: 80 x 2 epochs is a 20-minute job.
+    "bootstrap_finetune": (2, 200),
+    "better_together": (2, 200),
 }
 # --8<-- [end:budget-ranges]
 
@@ -95,6 +100,18 @@ class Settings(CoreSettings):
     gepa_reflection_lm_api_base: str | None = Field(None, description="Base URL of the reflection LM.")
     gepa_reflection_lm_api_key: SecretStr | None = Field(None, description="API key of the reflection LM.")
     gepa_reflection_max_tokens: int = Field(512, ge=64, le=32_000, description="Tokens per reflection call.")
+
+    finetune_epochs: int = Field(2, ge=1, le=10, description="Passes of LoRA training over the conversations.")
+    finetune_rank: int = Field(16, ge=1, le=128, description="LoRA rank of every projection.")
+    finetune_learning_rate: float = Field(1e-3, gt=0, le=0.1, description="AdamW learning rate of LoRA training.")
+    finetune_accumulation: int = Field(8, ge=1, le=64, description="Conversations per LoRA optimizer step.")
+    finetune_max_tokens: int = Field(
+        1024, ge=128, le=8192, description="Longer training conversations are left out (never cut)."
+    )
+    finetune_threads: int = Field(2, ge=1, le=64, description="CPU threads torch trains with.")
+    finetune_work_dir: Path = Field(
+        STATE_DIR / "finetune", description="Cache of the dequantized base model and each job's PEFT adapter."
+    )
 
     min_train_examples: int = Field(2, ge=1, description="Fewer training examples than this fails the job.")
     feedback_max_traces: int = Field(5000, ge=1, description="Most recent traces read for feedback per job.")

@@ -17,9 +17,11 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from qa_api.metrics import TimedLM
 from qa_api.settings import Settings
 from qa_core import contracts, registry
 from qa_core.contracts import Variant
+from qa_core.lm import bind_tuned_lms
 from qa_core.program import GroundedQA, build_program, load_program
 from qa_core.registry import ExperimentConfig
 
@@ -137,7 +139,9 @@ class ProgramRegistry:
         from qa_core.corpus import cached_index
 
         index = cached_index(self.settings.corpus_dir, self.settings.chunk_words)
-        return load_program(path, index, self.settings.retriever_k, self.settings.grounding_attempts)
+        program = load_program(path, index, self.settings.retriever_k, self.settings.grounding_attempts)
+        bind_tuned_lms(program, self.settings, TimedLM)  # a fine-tuned version answers with its own model
+        return program
 
     async def _baseline_state(
         self, degraded: bool, problem: str | None, experiment: ExperimentConfig | None = None

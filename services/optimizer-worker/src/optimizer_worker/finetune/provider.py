@@ -14,11 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import dspy
 from dspy.clients.provider import Provider, TrainingJob
 from dspy.clients.utils_finetune import TrainDataFormat
 
+from optimizer_worker.errors import FinetuneUnavailable
 from optimizer_worker.finetune.gguf_export import export_lora_gguf
 from optimizer_worker.finetune.lora import TrainBudget, TrainResult, dequantized_base, train_lora
+from optimizer_worker.settings import Settings
+from qa_core.lm import LOCAL_PROVIDER, build_lm
 from qa_core.lm_server import ADAPTER_SEPARATOR
 
 
@@ -102,3 +106,46 @@ def adapter_model(base_model: str, adapter_name: str) -> str:
 
 
 # --8<-- [end:provider]
+
+
+def adapter_name(job_id: str) -> str:
+    """A job's adapter is named after it, so a served model name leads back to the job that trained it."""
+    return f"job-{job_id.replace('-', '')[:12]}"
+
+
+# --8<-- [start:tunable-lm]
+def tunable_lm(settings: Settings, adapter_name: str, on_event: Callable[[str, dict[str, Any]], None]) -> dspy.LM:
+    """The job's LM with the LoRA provider attached: what `student.set_lm` gives a weight optimizer.
+
+    The adapter lands in the LM server's adapters folder, so the tuned model can be evaluated (and
+    later served) by the same server as soon as it is exported.
+    """
+    if settings.gguf_path is None or not settings.lm_model.startswith(f"{LOCAL_PROVIDER}/"):
+        raise FinetuneUnavailable(
+            f"fine-tuning trains the local GGUF model; LM_MODEL is {settings.lm_model} and the GGUF file is "
+            f"{settings.gguf_path or 'not installed'}"
+        )
+    if settings.lm_server_adapters_dir is None:
+        raise FinetuneUnavailable("set LM_SERVER_ADAPTERS_DIR to the folder the LM server serves adapters from")
+    budget = TrainBudget(
+        epochs=settings.finetune_epochs,
+        rank=settings.finetune_rank,
+        max_tokens=settings.finetune_max_tokens,
+        learning_rate=settings.finetune_learning_rate,
+        accumulation=settings.finetune_accumulation,
+        threads=settings.finetune_threads,
+    )
+    provider = LoRAProvider(
+        settings.gguf_path,
+        settings.lm_server_adapters_dir,
+        settings.finetune_work_dir,
+        adapter_name,
+        budget,
+        on_event,
+    )
+    lm = build_lm(settings)
+    lm.provider = provider
+    return lm
+
+
+# --8<-- [end:tunable-lm]

@@ -1,0 +1,185 @@
+"""The learning benchmark (`make learn`): every job optimizer on the bundled model, evaluated on dev and test.
+
+    .venv/bin/python services/optimizer-worker/bench/learn.py [--only miprov2,gepa] [--finetune-examples 80]
+
+Each row is built the way a job builds its candidate: `optimizers.plan(...)` from the worker's own
+settings, the shipped baseline as the student and teacher, the train split as the training set, and
+`plan.optimizer.compile(...)`. The weight optimizers train LoRA adapters on the CPU, which an LM
+server started here serves from its adapters folder. Every row is scored on the full dev and test
+splits with `evaluate_program`, and carries a 95 % bootstrap interval of its combined score.
+The table goes to docs/results/learning.md, which module 4 includes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dspy
+
+from optimizer_worker import optimizers, trainset
+from optimizer_worker.finetune.provider import tunable_lm
+from optimizer_worker.settings import Settings
+from qa_core.dataset import load_split
+from qa_core.evaluation import EvaluationReport, evaluate_program
+from qa_core.heuristic import BestSentence
+from qa_core.lm import build_adapter, build_lm
+from qa_core.program import build_program
+
+ROOT = Path(__file__).resolve().parents[3]
+RESULTS = ROOT / "docs" / "results" / "learning.md"
+# (optimizer, budget): budgets in the middle of each range, so a row costs minutes, not hours.
+ROWS: list[tuple[str, int]] = [
+    ("bootstrap_fewshot", 2),
+    ("bootstrap_random_search", 4),
+    ("miprov2", 2),
+    ("gepa", 60),
+    ("simba", 4),
+    ("bootstrap_finetune", 80),
+    ("better_together", 80),
+]
+
+
+@dataclass
+class Row:
+    label: str
+    reports: dict[str, EvaluationReport]
+    train_s: float | None
+
+
+@contextlib.contextmanager
+def lm_server(adapters_dir: Path, port: int) -> Iterator[str]:
+    """`qa-core lm serve` with the adapters folder; yields its base URL once it answers."""
+    env = {**os.environ, "LM_SERVER_PORT": str(port), "LM_SERVER_ADAPTERS_DIR": str(adapters_dir)}
+    process = subprocess.Popen([sys.executable, "-m", "qa_core.cli", "lm", "serve"], env=env)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(240):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{base}/models", timeout=2)
+                break
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def bootstrap_interval(scores: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of the mean, resampling the questions."""
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(scores, k=len(scores))) / len(scores) for _ in range(resamples))
+    return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+
+
+def table_line(row: Row, split: str) -> str:
+    report = row.reports[split]
+    s = report.scores
+    low, high = bootstrap_interval([example["combined"] for example in report.per_example])
+    train = f"{row.train_s:.0f} s" if row.train_s is not None else "-"
+    return (
+        f"| {row.label} | {split} | **{s['combined']:.3f}** ({low:.2f}-{high:.2f}) | {s['f1']:.3f} "
+        f"| {s['exact_match']:.3f} | {s['citation']:.3f} | {report.parse_failures} | {report.ungrounded} "
+        f"| {report.lm_calls} | {train} | {report.wall_time_s:.0f} s |"
+    )
+
+
+def evaluate_both(program: dspy.Module, settings: Settings, label: str) -> dict[str, EvaluationReport]:
+    return {
+        split: evaluate_program(program, load_split(settings.dataset_dir, split), settings, 1, label)
+        for split in ("dev", "test")
+    }
+
+
+def optimize(settings: Settings, name: str, budget: int) -> tuple[dspy.Module, float]:
+    """One job's optimize step, exactly as `pipeline.run_pipeline` runs it, without MLflow and the queue."""
+    baseline = build_program(settings)
+    data = trainset.build_trainset(baseline, settings.dataset_dir, [], None)
+    plan = optimizers.plan(settings, name, budget, data.examples, teacher=baseline)  # type: ignore[arg-type]
+    student = baseline.deepcopy()
+    if plan.tunes_weights:
+        student.set_lm(tunable_lm(settings, f"learn-{name.replace('_', '-')}", print_event))
+    started = time.perf_counter()
+    with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings)):
+        candidate = plan.optimizer.compile(student, **plan.compile_kwargs)
+    return candidate, time.perf_counter() - started
+
+
+def print_event(stage: str, detail: dict) -> None:
+    print(f"  {stage} {json.dumps(detail)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="comma-separated optimizers (default: all)")
+    parser.add_argument("--finetune-examples", type=int, help="override the weight optimizers' budget")
+    parser.add_argument("--port", type=int, default=8097)
+    parser.add_argument("--work-dir", type=Path, default=ROOT / ".state" / "learn")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    chosen = set(args.only.split(",")) if args.only else None
+
+    adapters = args.work_dir / "adapters"
+    adapters.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    with lm_server(adapters, args.port) as base:
+        settings = Settings(
+            _env_file=None,
+            lm_model="llamacpp/smollm2-135m-instruct",
+            lm_api_base=base,
+            lm_server_adapters_dir=adapters,
+            finetune_work_dir=args.work_dir / "finetune",
+            optimizer_threads=1,
+        )
+        dspy.configure(lm=build_lm(settings), adapter=build_adapter(settings))
+        index = build_program(settings).index
+        rows.append(
+            Row("reference: copy the best sentence (no LM)", evaluate_both(BestSentence(index), settings, "ref"), None)
+        )
+        rows.append(
+            Row(
+                "baseline: shipped program, 2 labelled demos",
+                evaluate_both(build_program(settings), settings, "base"),
+                None,
+            )
+        )
+        for name, budget in ROWS:
+            if chosen is not None and name not in chosen:
+                continue
+            if name in optimizers.TUNES_WEIGHTS and args.finetune_examples:
+                budget = args.finetune_examples
+            print(f"== {name} (budget {budget})", flush=True)
+            candidate, train_s = optimize(settings, name, budget)
+            rows.append(Row(f"{name}, budget {budget}", evaluate_both(candidate, settings, name), train_s))
+            print(table_line(rows[-1], "dev"), flush=True)
+
+    header = (
+        "| program | split | combined (95 % interval) | token F1 | exact match | citation | parse failures "
+        "| ungrounded | LM calls | train time | eval time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [table_line(row, split) for split in ("dev", "test") for row in rows]
+    text = (
+        f"Measured {time.strftime('%Y-%m-%d')} on the 2-core reference machine with SmolLM2-135M-Instruct (Q4_1): "
+        f"each optimizer as a job runs it (`optimizers.plan` with the worker's default settings, "
+        f"the 80 train questions, no feedback), every row on the full dev (50) and test (50) splits, one "
+        f"thread. The interval is a 95 % bootstrap over the questions; rows whose intervals overlap are "
+        f"not distinguishable at this size. LM calls and eval time are for the evaluation, train time "
+        f"for the optimizer.\n\n{header}\n" + "\n".join(lines) + "\n\n"
+        "Reproduce: `make learn` (about 90 minutes on 2 cores).\n"
+    )
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
