@@ -68,6 +68,15 @@ def stack_env(state: Path, ports: Ports, lm: str) -> dict[str, str]:
         "FEEDBACK_DATABASE_URL": f"sqlite:///{state}/feedback-ui.db",
         "QA_API_URL": f"http://127.0.0.1:{ports.qa_api}",
         "WORKER_API_URL": f"http://127.0.0.1:{ports.worker_api}",
+        # Fine-tuning jobs write adapters where the LM server reads them, as the compose volume does.
+        "LM_SERVER_ADAPTERS_DIR": str(state / "adapters"),
+        "FINETUNE_WORK_DIR": os.environ.get("FINETUNE_WORK_DIR", str(state / "finetune")),
+        # As in compose: five new ratings or corrections start a job; only the real model can be fine-tuned.
+        "AUTO_TRIGGER_MIN_RATINGS": os.environ.get("AUTO_TRIGGER_MIN_RATINGS", "5"),
+        "AUTO_TRIGGER_OPTIMIZER": os.environ.get(
+            "AUTO_TRIGGER_OPTIMIZER", "bootstrap_finetune" if lm == "llama" else "bootstrap_fewshot"
+        ),
+        "AUTO_TRIGGER_BUDGET": os.environ.get("AUTO_TRIGGER_BUDGET", "80" if lm == "llama" else "2"),
     }
 
 

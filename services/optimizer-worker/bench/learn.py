@@ -21,8 +21,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dspy
@@ -38,15 +38,16 @@ from qa_core.program import build_program
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "docs" / "results" / "learning.md"
-# (optimizer, budget): budgets in the middle of each range, so a row costs minutes, not hours.
+# (optimizer, budget): the weight optimizers on the whole train split; the prompt optimizers in the middle of
+# their ranges, so each costs minutes.
 ROWS: list[tuple[str, int]] = [
-    ("bootstrap_fewshot", 2),
-    ("bootstrap_random_search", 4),
-    ("miprov2", 2),
-    ("gepa", 60),
-    ("simba", 4),
     ("bootstrap_finetune", 80),
     ("better_together", 80),
+    ("bootstrap_fewshot", 2),
+    ("bootstrap_random_search", 4),
+    ("simba", 4),
+    ("gepa", 60),
+    ("miprov2", 2),
 ]
 
 
@@ -94,9 +95,11 @@ def table_line(row: Row, split: str) -> str:
     )
 
 
-def evaluate_both(program: dspy.Module, settings: Settings, label: str) -> dict[str, EvaluationReport]:
+def evaluate_both(
+    program: dspy.Module, settings: Settings, label: str, limit: int | None = None
+) -> dict[str, EvaluationReport]:
     return {
-        split: evaluate_program(program, load_split(settings.dataset_dir, split), settings, 1, label)
+        split: evaluate_program(program, load_split(settings.dataset_dir, split, limit), settings, 1, label)
         for split in ("dev", "test")
     }
 
@@ -119,18 +122,53 @@ def print_event(stage: str, detail: dict) -> None:
     print(f"  {stage} {json.dumps(detail)}", flush=True)
 
 
+def write_table(rows: list[Row], out: Path) -> None:
+    header = (
+        "| program | split | combined (95 % interval) | token F1 | exact match | citation | parse failures "
+        "| ungrounded | LM calls | train time | eval time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [table_line(row, split) for split in ("dev", "test") for row in rows]
+    out.write_text(
+        f"Measured {time.strftime('%Y-%m-%d')} on the 2-core reference machine with SmolLM2-135M-Instruct (Q4_1): "
+        "each optimizer as a job runs it (`optimizers.plan` with the worker's default settings, "
+        "the 80 train questions, no feedback), every row on the full dev (50) and test (50) splits, one "
+        "thread. The interval is a 95 % bootstrap over the questions; rows whose intervals overlap are "
+        "not distinguishable at this size. LM calls and eval time are for the evaluation, train time "
+        f"for the optimizer.\n\n{header}\n" + "\n".join(lines) + "\n\n"
+        'Reproduce: `make learn` (about two hours on 2 cores; `LEARN_ARGS="--only gepa"` runs one row).\n'
+    )
+
+
+def cached_row(path: Path, build: Callable[[], Row]) -> Row:
+    """A finished row is kept as JSON next to the adapters, so an interrupted run resumes where it stopped."""
+    if path.is_file():
+        data = json.loads(path.read_text())
+        reports = {split: EvaluationReport(**report) for split, report in data["reports"].items()}
+        return Row(data["label"], reports, data["train_s"])
+    row = build()
+    reports = {split: asdict(report) for split, report in row.reports.items()}
+    path.write_text(json.dumps({"label": row.label, "reports": reports, "train_s": row.train_s}))
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help="comma-separated optimizers (default: all)")
     parser.add_argument("--finetune-examples", type=int, help="override the weight optimizers' budget")
     parser.add_argument("--port", type=int, default=8097)
     parser.add_argument("--work-dir", type=Path, default=ROOT / ".state" / "learn")
+    parser.add_argument("--limit", type=int, help="score only the first N questions of each split (a smoke run)")
+    parser.add_argument("--fresh", action="store_true", help="forget the rows of an earlier run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     chosen = set(args.only.split(",")) if args.only else None
 
-    adapters = args.work_dir / "adapters"
+    adapters, done = args.work_dir / "adapters", args.work_dir / "rows"
+    if args.fresh:
+        for path in done.glob("*.json"):
+            path.unlink()
     adapters.mkdir(parents=True, exist_ok=True)
+    done.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     with lm_server(adapters, args.port) as base:
         settings = Settings(
@@ -143,14 +181,18 @@ def main() -> None:
         )
         dspy.configure(lm=build_lm(settings), adapter=build_adapter(settings))
         index = build_program(settings).index
+        reference = "reference: copy the best sentence (no LM)"
         rows.append(
-            Row("reference: copy the best sentence (no LM)", evaluate_both(BestSentence(index), settings, "ref"), None)
+            cached_row(
+                done / "reference.json",
+                lambda: Row(reference, evaluate_both(BestSentence(index), settings, "ref", args.limit), None),
+            )
         )
+        baseline = "baseline: shipped program, 2 labelled demos"
         rows.append(
-            Row(
-                "baseline: shipped program, 2 labelled demos",
-                evaluate_both(build_program(settings), settings, "base"),
-                None,
+            cached_row(
+                done / "baseline.json",
+                lambda: Row(baseline, evaluate_both(build_program(settings), settings, "base", args.limit), None),
             )
         )
         for name, budget in ROWS:
@@ -158,27 +200,17 @@ def main() -> None:
                 continue
             if name in optimizers.TUNES_WEIGHTS and args.finetune_examples:
                 budget = args.finetune_examples
-            print(f"== {name} (budget {budget})", flush=True)
-            candidate, train_s = optimize(settings, name, budget)
-            rows.append(Row(f"{name}, budget {budget}", evaluate_both(candidate, settings, name), train_s))
-            print(table_line(rows[-1], "dev"), flush=True)
 
-    header = (
-        "| program | split | combined (95 % interval) | token F1 | exact match | citation | parse failures "
-        "| ungrounded | LM calls | train time | eval time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    )
-    lines = [table_line(row, split) for split in ("dev", "test") for row in rows]
-    text = (
-        f"Measured {time.strftime('%Y-%m-%d')} on the 2-core reference machine with SmolLM2-135M-Instruct (Q4_1): "
-        f"each optimizer as a job runs it (`optimizers.plan` with the worker's default settings, "
-        f"the 80 train questions, no feedback), every row on the full dev (50) and test (50) splits, one "
-        f"thread. The interval is a 95 % bootstrap over the questions; rows whose intervals overlap are "
-        f"not distinguishable at this size. LM calls and eval time are for the evaluation, train time "
-        f"for the optimizer.\n\n{header}\n" + "\n".join(lines) + "\n\n"
-        "Reproduce: `make learn` (about 90 minutes on 2 cores).\n"
-    )
-    args.out.write_text(text)
-    print(text)
+            def build(name: str = name, budget: int = budget) -> Row:
+                print(f"== {name} (budget {budget})", flush=True)
+                candidate, train_s = optimize(settings, name, budget)
+                return Row(f"{name}, budget {budget}", evaluate_both(candidate, settings, name, args.limit), train_s)
+
+            rows.append(cached_row(done / f"{name}-{budget}.json", build))
+            print(table_line(rows[-1], "dev"), flush=True)
+            write_table(rows, args.out)  # after every row: a long run shows its progress, and keeps it
+    write_table(rows, args.out)
+    print(args.out.read_text())
 
 
 if __name__ == "__main__":
