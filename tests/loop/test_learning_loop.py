@@ -72,6 +72,7 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
     qa, ui, jobs = (f"http://127.0.0.1:{ports[p]}" for p in ("QA_API_PORT", "FEEDBACK_UI_PORT", "WORKER_API_PORT"))
     try:
         wait_until("make dev is up", lambda: "The stack is up" in log_path.read_text(), 480, log_path, 0.5)
+        # --8<-- [start:loop]
         train = load_split(CoreSettings(_env_file=None).dataset_dir, "train")[:CORRECTIONS]
         with httpx.Client(base_url=ui, timeout=120) as browser:
             token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/login").text).group(1)  # type: ignore[union-attr]
@@ -133,6 +134,7 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
         reply = wait_until("qa-api serving the challenger", challenger_answer, 60, log_path)
         assert reply["variant"] == "challenger"
         assert reply["citations"]
+        # --8<-- [end:loop]
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

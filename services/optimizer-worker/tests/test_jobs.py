@@ -21,6 +21,7 @@ from optimizer_worker.settings import DEFAULT_BUDGET_RANGES
 from qa_core import contracts, registry
 from qa_core.lm import build_lm
 from qa_core.program import build_program, load_program
+from tests.support.programs import register_program
 
 pytestmark = pytest.mark.timeout(600)
 JOB = {"optimizer": "bootstrap_fewshot", "budget": 2, "dataset": {"train_limit": 8, "dev_limit": 8}}
@@ -187,6 +188,21 @@ SMALLEST_BUDGETS = {name: low for name, (low, _) in DEFAULT_BUDGET_RANGES.items(
 
 def test_every_optimizer_the_contract_names_has_a_budget_range() -> None:
     assert set(DEFAULT_BUDGET_RANGES) == set(typing.get_args(contracts.OptimizerName))
+
+
+def test_a_prompt_job_on_a_fine_tuned_champion_keeps_answering_with_the_champions_adapter(deployment) -> None:
+    """BootstrapFewShot starts from `reset_copy()`, which drops the predictor's LM: the candidate must get the
+    champion's tuned model back, or it would be scored (and served) on the base model."""
+    d = deployment.with_env(PROMOTION_MARGIN="-1")
+    client = registry.configure_mlflow(d.settings)
+    tuned = "openai/lm-simulator+job-0123456789ab"
+    champion = register_program(client, d.settings.registered_model_name, 2, lm_model=tuned)
+    client.set_registered_model_alias(d.settings.registered_model_name, contracts.CHAMPION_ALIAS, champion)
+    view = run_in_foreground(d.env, "bootstrap_fewshot", 1, "--no-feedback")
+    assert view["state"] == "succeeded", view.get("error")
+    version = client.get_model_version(d.settings.registered_model_name, view["registered_version"])
+    state = json.loads(registry.download_program_state(client, version).read_text())
+    assert state["answer"]["lm"]["model"] == tuned
 
 
 def test_a_weight_optimizer_job_is_refused_where_nothing_can_serve_its_adapter(deployment) -> None:
