@@ -33,6 +33,7 @@ from tests.support.processes import QUIET_ENV, free_port
 pytestmark = [pytest.mark.slow, pytest.mark.lm, pytest.mark.timeout(1800)]
 CORRECTIONS = 5  # AUTO_TRIGGER_MIN_RATINGS of make dev and compose: not overridden here
 MARGIN = 0.02  # PROMOTION_MARGIN of make dev and compose: not overridden here
+RESULTS = ROOT / "test-artifacts" / "learning-loop.json"
 
 
 def wait_until(what: str, check, timeout_s: float, log: Path, interval_s: float = 2.0):
@@ -95,6 +96,7 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
                 assert sent.status_code == 202, sent.text
 
         # Nobody starts a job: the auto-trigger does, once the five corrections are in MLflow.
+        job_started = time.monotonic()
         listed = wait_until(
             "an automatic job", lambda: httpx.get(f"{jobs}/v1/jobs", timeout=30).json()["jobs"], 180, log_path
         )
@@ -112,7 +114,10 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
             log_path,
             5,
         )
-        print(json.dumps({k: view.get(k) for k in ("state", "scores", "decision", "decision_reason")}))
+        outcome = {k: view.get(k) for k in ("state", "scores", "decision", "decision_reason", "dataset_counts")}
+        outcome["job_s"] = round(time.monotonic() - job_started, 1)
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(outcome, indent=2))  # docs/results/feedback-loop.md quotes it
         assert view["state"] == "succeeded", view["error"]
         assert view["dataset_counts"]["corrected"] == CORRECTIONS
         candidate, champion = view["scores"]["candidate_dev"], view["scores"]["champion_dev"]

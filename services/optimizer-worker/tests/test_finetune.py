@@ -1,17 +1,15 @@
-"""Weight optimization on the CPU: BootstrapFinetune with the LoRA provider, on a tiny budget."""
+"""Weight optimization on the CPU: the exporter's tensor layout and the cancel path.
+
+The whole path (labelled traces, LoRA steps, export, serving, a registered version answering with its
+adapter) runs as a real job in test_real_model.py.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import dspy
 import numpy as np
 import pytest
 
 from optimizer_worker.finetune.gguf_export import gguf_tensors, permute_rows
-from qa_core.adapters import JSONAdapter
-from qa_core.settings import CoreSettings
 
 
 def test_only_the_query_and_key_b_matrices_are_permuted() -> None:
@@ -35,55 +33,20 @@ def test_a_tensor_that_is_not_a_llama_projection_is_refused() -> None:
         gguf_tensors({"base_model.model.lm_head.lora_A.weight": np.zeros((2, 2))}, 1, 1)
 
 
-@pytest.mark.slow
-@pytest.mark.lm
-@pytest.mark.timeout(1200)
-def test_bootstrap_finetune_trains_an_adapter_that_changes_the_answers(tmp_path: Path) -> None:
-    """The CI check of the whole weight path: labelled traces -> LoRA on the CPU -> GGUF -> served by llama.cpp."""
-    pytest.importorskip("peft")
-    from optimizer_worker.finetune.lora import TrainBudget
-    from optimizer_worker.finetune.provider import LoRAProvider
-    from qa_core.corpus import cached_index
-    from qa_core.dataset import load_split
-    from qa_core.labels import LabelledTeacher
-    from qa_core.lm import build_lm
-    from qa_core.metrics import combined_metric
-    from qa_core.program import build_program
-    from tests.support import processes
+def test_a_cancel_reaches_the_training_thread_as_an_exception_the_training_job_reports() -> None:
+    """DSPy's TrainingJob thread reports an `Exception` as the job's result; a `BaseException` (JobAborted)
+    would end the thread and leave `BootstrapFinetune` waiting forever."""
+    from types import SimpleNamespace
 
-    settings = CoreSettings(_env_file=None)
-    assert settings.gguf_path is not None
-    train = load_split(settings.dataset_dir, "train", limit=4)
-    events: list[tuple[str, dict]] = []
-    budget = TrainBudget(epochs=3, rank=8, max_tokens=1024, max_examples=4, learning_rate=2e-3, accumulation=2)
-    adapters, work = tmp_path / "adapters", tmp_path / "work"
-    provider = LoRAProvider(settings.gguf_path, adapters, work, "ci-tiny", budget, lambda s, d: events.append((s, d)))
-    student = build_program(settings)
-    lm = build_lm(settings)
-    lm.provider = provider
-    student.set_lm(lm)
-    teacher = LabelledTeacher(cached_index(settings.corpus_dir, settings.chunk_words), train)
-    optimizer = dspy.BootstrapFinetune(metric=combined_metric, adapter=JSONAdapter(), exclude_demos=True, num_threads=1)
-    with dspy.context(adapter=JSONAdapter()):
-        tuned = optimizer.compile(student, trainset=train, teacher=teacher)
+    from optimizer_worker.errors import JobAborted
+    from optimizer_worker.pipeline import training_reporter
+    from optimizer_worker.progress import Progress, TrainingStopped
 
-    losses = [detail["loss"] for stage, detail in events if stage == "training"]
-    assert len(losses) == 6  # 3 epochs of 4 conversations, 2 per step
-    assert losses[-1] < 0.5 * losses[0], losses
-    assert [stage for stage, _ in events if stage != "training"] == ["dequantizing", "exporting", "done"]
-    assert (adapters / "ci-tiny.gguf").is_file()
-    assert tuned.answer.lm.model == "llamacpp/smollm2-135m-instruct+ci-tiny"
-    assert tuned.answer.demos == []
-    assert json.loads((work / "ci-tiny-peft" / "training.json").read_text())["losses"] == losses
-
-    # Served by the LM server next to the base model: the tuned weights answer differently.
-    with processes.llama_server(LM_SERVER_ADAPTERS_DIR=str(adapters)) as base:
-        served = settings.model_copy(update={"lm_api_base": base})
-        base_program = build_program(served)
-        base_program.answer.demos = []
-        tuned_lm = build_lm(served.model_copy(update={"lm_model": tuned.answer.lm.model}))
-        tuned.answer.lm = tuned_lm
-        with dspy.context(lm=build_lm(served), adapter=JSONAdapter()):
-            before = [base_program(question=ex.question).answer for ex in train]
-            after = [tuned(question=ex.question).answer for ex in train]
-    assert before != after
+    progress = Progress()
+    report = training_reporter(progress, SimpleNamespace(info=SimpleNamespace(run_id="run-1")))
+    report("dequantizing", {})
+    assert progress.stage == "dequantizing"
+    progress.abort = JobAborted("cancelled", "cancelled on request")
+    with pytest.raises(TrainingStopped, match="cancelled on request") as stopped:
+        report("training", {"step": 1, "steps": 4, "loss": 1.0})
+    assert isinstance(stopped.value, Exception)

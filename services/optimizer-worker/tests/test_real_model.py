@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from optimizer_worker.finetune.provider import adapter_name
 from optimizer_worker.pipeline import decide
 from qa_core import contracts, registry
+from qa_core.dataset import load_split
 from qa_core.lm import build_adapter, build_lm
 from qa_core.program import build_program
 from qa_core.settings import DEV_LM_API_KEY
@@ -116,6 +117,11 @@ def test_a_bootstrap_finetune_job_trains_an_adapter_that_the_registered_version_
     assert program.answer.lm.kwargs["api_key"] == DEV_LM_API_KEY
     assert program.answer.lm.kwargs["api_base"] == llama_base
     assert program.answer.demos == []
+    base_program = build_program(served)
+    base_program.answer.demos = []  # the same prompt: only the weights differ
+    questions = [example.question for example in load_split(served.dataset_dir, "train", 4)]
     with dspy.context(lm=build_lm(served), adapter=build_adapter(served)):
-        answer = program(question="What port does the qa-api listen on?")
-    assert answer.citations, answer
+        tuned = [program(question=question) for question in questions]
+        base = [base_program(question=question) for question in questions]
+    assert all(answer.citations for answer in tuned), tuned
+    assert [a.answer for a in tuned] != [a.answer for a in base]  # the adapter changes the model's answers
