@@ -104,6 +104,7 @@ def evaluate_both(
     }
 
 
+# --8<-- [start:optimize]
 def optimize(settings: Settings, name: str, budget: int) -> tuple[dspy.Module, float]:
     """One job's optimize step, exactly as `pipeline.run_pipeline` runs it, without MLflow and the queue."""
     baseline = build_program(settings)
@@ -116,6 +117,9 @@ def optimize(settings: Settings, name: str, budget: int) -> tuple[dspy.Module, f
     with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings)):
         candidate = plan.optimizer.compile(student, **plan.compile_kwargs)
     return candidate, time.perf_counter() - started
+
+
+# --8<-- [end:optimize]
 
 
 def print_event(stage: str, detail: dict) -> None:
