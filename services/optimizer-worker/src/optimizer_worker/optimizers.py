@@ -143,13 +143,7 @@ def simba(s: Settings, budget: int, train: list[dspy.Example], teacher: dspy.Mod
 # --8<-- [start:weight-factories]
 def bootstrap_finetune(s: Settings, budget: int, train: list[dspy.Example], teacher: dspy.Module) -> Plan:
     """LoRA on the labelled traces; the tuned model answers without demos (they would cost prompt tokens)."""
-    optimizer = dspy.BootstrapFinetune(
-        metric=combined_metric,
-        adapter=JSONAdapter(),
-        exclude_demos=True,
-        num_threads=1,
-        train_kwargs={"max_examples": budget},
-    )
+    optimizer = lora_finetune(budget)
     kwargs = {"trainset": train, "teacher": labelled_teacher(teacher, train)}
     return Plan(optimizer, kwargs, 0, {"max_examples": budget}, tunes_weights=True)
 
@@ -166,13 +160,7 @@ def better_together(s: Settings, budget: int, train: list[dspy.Example], teacher
         max_labeled_demos=0,
         max_rounds=1,
     )
-    weights = dspy.BootstrapFinetune(
-        metric=combined_metric,
-        adapter=JSONAdapter(),
-        exclude_demos=True,
-        num_threads=1,
-        train_kwargs={"max_examples": budget},
-    )
+    weights = lora_finetune(budget)
     optimizer = dspy.BetterTogether(metric=combined_metric, p=prompts, w=weights)
     kwargs = {
         "trainset": trainset,
@@ -186,6 +174,17 @@ def better_together(s: Settings, budget: int, train: list[dspy.Example], teacher
     calls = 4 * len(valset) * s.grounding_attempts
     params = {"strategy": "p -> w -> p", "max_examples": budget, "valset_size": len(valset)}
     return Plan(optimizer, kwargs, calls, params, tunes_weights=True)
+
+
+def lora_finetune(budget: int) -> dspy.BootstrapFinetune:
+    """BootstrapFinetune on at most `budget` conversations, in the served JSON format, without demos."""
+    return dspy.BootstrapFinetune(
+        metric=combined_metric,
+        adapter=JSONAdapter(),
+        exclude_demos=True,  # the tuned model answers without them: they would only cost prompt tokens
+        num_threads=1,
+        train_kwargs={"max_examples": budget},  # the LoRA provider's TrainBudget.max_examples
+    )
 
 
 def labelled_teacher(program: dspy.Module, examples: list[dspy.Example]) -> LabelledTeacher:
