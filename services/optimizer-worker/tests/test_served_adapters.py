@@ -82,6 +82,9 @@ def test_an_adapter_written_after_start_is_served_without_a_restart(tmp_path: Pa
         assert "job-0123456789ab" in missing.text
 
         random_adapter(tmp_path / "peft", adapters / "job-0123456789ab.gguf", seed=0)
+        # Only `<base alias>+<safe name>` reaches the folder: no other alias, no path in the name.
+        for other in ("other-model+job-0123456789ab", f"{MODEL_ALIAS}+../adapters/job-0123456789ab"):
+            assert ask(client, other).status_code == 404, other
         listed = [m["id"] for m in client.get("/models").json()["data"]]
         assert listed == [MODEL_ALIAS, tuned]
         answers = [ask(client, model) for model in (tuned, MODEL_ALIAS, tuned)]

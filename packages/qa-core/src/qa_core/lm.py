@@ -7,7 +7,6 @@ server turns the schema into a grammar that constrains decoding.
 
 from __future__ import annotations
 
-import re
 import threading
 
 import dspy
@@ -21,11 +20,8 @@ from dspy.lm15 import (
 )
 
 from qa_core.adapters import JSONAdapter
-from qa_core.lm_server import ADAPTER_SEPARATOR
+from qa_core.lm_server import ADAPTER_NAME, ADAPTER_SEPARATOR
 from qa_core.settings import CoreSettings
-
-# An adapter's name, as a fine-tuning job writes it (`job-1a2b3c4d5e6f`): safe as a file name.
-ADAPTER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 LOCAL_PROVIDER = "llamacpp"
 _registered = threading.Lock()
@@ -99,12 +95,12 @@ def bind_tuned_lms(program: dspy.Module, settings: CoreSettings, lm_class: type[
     for predictor in program.predictors():
         if predictor.lm is None:
             continue
-        model, adapter = predictor.lm.model, adapter_of(predictor.lm.model)
-        named_safely = adapter is None or ADAPTER_NAME.fullmatch(adapter) is not None
-        if model.partition(ADAPTER_SEPARATOR)[0] != base or not named_safely:
+        model = predictor.lm.model
+        named, tuned, adapter = model.partition(ADAPTER_SEPARATOR)
+        if named != base or (tuned and not ADAPTER_NAME.fullmatch(adapter)):
             raise ValueError(f"program state names the LM {model!r}; this deployment serves {base!r} and its adapters")
         # The base model itself: use the LM of the call's context, like an untuned program.
-        predictor.lm = None if adapter is None else build_lm(settings.model_copy(update={"lm_model": model}), lm_class)
+        predictor.lm = build_lm(settings.model_copy(update={"lm_model": model}), lm_class) if tuned else None
 
 
 # --8<-- [end:bind-tuned]

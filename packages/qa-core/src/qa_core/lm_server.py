@@ -8,8 +8,10 @@ into the other, so the structured output DSPy asks for is the structured output 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ logger = logging.getLogger(__name__)
 MODEL_ALIAS = "smollm2-135m-instruct"
 # A tuned version's model name: the base alias, this separator, the adapter's name.
 ADAPTER_SEPARATOR = "+"
+# An adapter's name, as a fine-tuning job writes it (`job-1a2b3c4d5e6f`): safe as a file name.
+ADAPTER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 ASGIApp = Any
 
@@ -126,7 +130,7 @@ def adapter_proxy_class(adapters_dir: Path | None) -> type:
         def __init__(self, models: list[Any]) -> None:
             super().__init__(models)
             self._adapters: dict[Path, tuple[float, Any]] = {}  # file -> (mtime it was loaded at, adapter)
-            self._active: Path | None = None
+            self._active: tuple[Path, float] | None = None  # the adapter applied now, None for the base weights
 
         def __iter__(self) -> Any:
             yield MODEL_ALIAS
@@ -135,23 +139,27 @@ def adapter_proxy_class(adapters_dir: Path | None) -> type:
         def __call__(self, model: str | None = None) -> Any:
             llama = self._current_model
             assert llama is not None
-            path = None
-            if model and ADAPTER_SEPARATOR in model:
-                path = served_adapters(adapters_dir).get(model)
-                if path is None:
-                    # Never answer a tuned model's request with the base weights.
-                    raise HTTPException(404, f"model {model!r} is not served: no such adapter in {adapters_dir}")
-            self._apply(llama, path)
+            wanted = self._adapter_file(model) if model and ADAPTER_SEPARATOR in model else None
+            if wanted != self._active:  # another adapter, or the same file rewritten by a retried job
+                self._switch(llama, wanted)
             return llama
 
-        def _apply(self, llama: Any, path: Path | None) -> None:
-            mtime = path.stat().st_mtime if path is not None else 0.0
-            if path == self._active and (path is None or self._adapters[path][0] == mtime):
-                return
-            if path is None:
+        def _adapter_file(self, model: str) -> tuple[Path, float]:
+            """The adapter file a tuned model name asks for, and its mtime: one stat per request."""
+            alias, _, name = model.partition(ADAPTER_SEPARATOR)
+            if adapters_dir is not None and alias == MODEL_ALIAS and ADAPTER_NAME.fullmatch(name):
+                path = adapters_dir / f"{name}.gguf"
+                with contextlib.suppress(OSError):
+                    return path, path.stat().st_mtime
+            # Never answer a tuned model's request with the base weights.
+            raise HTTPException(404, f"model {model!r} is not served: no such adapter in {adapters_dir}")
+
+        def _switch(self, llama: Any, wanted: tuple[Path, float] | None) -> None:
+            if wanted is None:
                 llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, None, 0, None)
             else:
-                if path not in self._adapters or self._adapters[path][0] != mtime:  # new, or rewritten
+                path, mtime = wanted
+                if self._adapters.get(path, (None,))[0] != mtime:
                     adapter = llama_cpp.llama_adapter_lora_init(llama._model.model, str(path).encode())
                     if adapter is None:
                         raise HTTPException(500, f"the LoRA adapter {path.name} could not be loaded")
@@ -160,8 +168,8 @@ def adapter_proxy_class(adapters_dir: Path | None) -> type:
                 llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
             # The cached prompt was computed with other weights: start the next prompt from scratch.
             llama.reset()
-            self._active = path
-            logger.info("LM server now answers with %s", path.name if path else "the base model")
+            self._active = wanted
+            logger.info("LM server now answers with %s", wanted[0].name if wanted else "the base model")
 
     return AdapterProxy
 
