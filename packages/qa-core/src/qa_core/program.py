@@ -248,12 +248,17 @@ def load_program(state_path: Path, index: CorpusIndex, k: int = 3, attempts: int
 # --8<-- [end:load-program]
 
 
-def build_program(settings: CoreSettings, state_path: Path | None = None) -> GroundedQA:
-    """The program the settings describe, with `state_path` (or the shipped baseline) loaded into it."""
+def build_program(
+    settings: CoreSettings, state_path: Path | None = None, lm_class: type[dspy.LM] = dspy.LM
+) -> GroundedQA:
+    """The program the settings describe, with `state_path` (or the shipped baseline) loaded into it.
+
+    A fine-tuned version's predictors get an `lm_class` LM of their tuned model (`bind_tuned_lms`).
+    """
     index = cached_index(settings.corpus_dir, settings.chunk_words)
     path = state_path or settings.baseline_program_path
     if not path.is_file():
         raise FileNotFoundError(f"program state {path} not found")
     program = load_program(path, index, settings.retriever_k, settings.grounding_attempts)
-    bind_tuned_lms(program, settings)
+    bind_tuned_lms(program, settings, lm_class)
     return program

@@ -21,8 +21,7 @@ from qa_api.metrics import TimedLM
 from qa_api.settings import Settings
 from qa_core import contracts, registry
 from qa_core.contracts import Variant
-from qa_core.lm import bind_tuned_lms
-from qa_core.program import GroundedQA, build_program, load_program
+from qa_core.program import GroundedQA, build_program
 from qa_core.registry import ExperimentConfig
 
 logger = logging.getLogger(__name__)
@@ -136,12 +135,8 @@ class ProgramRegistry:
     def _download_and_load(self, version: ModelVersion) -> GroundedQA:
         assert self.client is not None
         path = registry.download_program_state(self.client, version)
-        from qa_core.corpus import cached_index
-
-        index = cached_index(self.settings.corpus_dir, self.settings.chunk_words)
-        program = load_program(path, index, self.settings.retriever_k, self.settings.grounding_attempts)
-        bind_tuned_lms(program, self.settings, TimedLM)  # a fine-tuned version answers with its own model
-        return program
+        # A fine-tuned version answers with its own model, timed like every other LM call.
+        return build_program(self.settings, path, TimedLM)
 
     async def _baseline_state(
         self, degraded: bool, problem: str | None, experiment: ExperimentConfig | None = None
