@@ -205,12 +205,21 @@ def test_a_prompt_job_on_a_fine_tuned_champion_keeps_answering_with_the_champion
     assert state["answer"]["lm"]["model"] == tuned
 
 
-def test_a_weight_optimizer_job_is_refused_where_nothing_can_serve_its_adapter(deployment) -> None:
-    with deployment.api() as api:
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [({}, "LM_SERVER_ADAPTERS_DIR"), ({"LM_SERVER_ADAPTERS_DIR": "/tmp/adapters"}, "trains the local GGUF model")],
+)
+def test_a_weight_optimizer_job_is_refused_where_it_cannot_train_or_be_served(
+    deployment, env: dict[str, str], reason: str
+) -> None:
+    """No adapters folder, or an LM that is not the local model (the simulator here): a 422 before anything runs."""
+    with deployment.with_env(**env).api() as api:
         response = api.post("/v1/jobs", json={**JOB, "optimizer": "bootstrap_finetune", "budget": 4})
+        listed = api.get("/v1/jobs").json()["jobs"]
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "finetune_unavailable"
-    assert "LM_SERVER_ADAPTERS_DIR" in response.json()["error"]["message"]
+    assert reason in response.json()["error"]["message"]
+    assert listed == []
 
 
 @pytest.mark.parametrize(("optimizer", "budget"), SMALLEST_BUDGETS.items())

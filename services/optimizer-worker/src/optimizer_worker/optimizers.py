@@ -12,7 +12,8 @@ from typing import Any
 
 import dspy
 
-from optimizer_worker.errors import BudgetOutOfRange, DatasetUnavailable, FinetuneUnavailable
+from optimizer_worker.errors import BudgetOutOfRange, DatasetUnavailable
+from optimizer_worker.finetune.provider import check_can_finetune
 from optimizer_worker.settings import BUDGET_MEANING, Settings
 from qa_core import contracts
 from qa_core.adapters import JSONAdapter
@@ -40,10 +41,8 @@ TUNES_WEIGHTS: frozenset[contracts.OptimizerName] = frozenset({"bootstrap_finetu
 
 # --8<-- [start:validate-budget]
 def validate_budget(settings: Settings, optimizer: contracts.OptimizerName, budget: int) -> None:
-    if optimizer in TUNES_WEIGHTS and settings.lm_server_adapters_dir is None:
-        raise FinetuneUnavailable(
-            f"{optimizer} trains LoRA adapters for the LM server; set LM_SERVER_ADAPTERS_DIR to its adapters folder"
-        )
+    if optimizer in TUNES_WEIGHTS:
+        check_can_finetune(settings)
     low, high = settings.budget_ranges[optimizer]
     if not low <= budget <= high:
         raise BudgetOutOfRange(

@@ -113,6 +113,20 @@ def adapter_name(job_id: str) -> str:
     return f"job-{job_id.replace('-', '')[:12]}"
 
 
+def check_can_finetune(settings: Settings) -> None:
+    """Fine-tuning trains the local GGUF model and hands the adapter to the LM server: both must be there.
+
+    Called when a weight job is submitted (a clear 422) and again when the worker plans it.
+    """
+    if settings.lm_server_adapters_dir is None:
+        raise FinetuneUnavailable("set LM_SERVER_ADAPTERS_DIR to the folder the LM server serves adapters from")
+    if settings.gguf_path is None or not settings.lm_model.startswith(f"{LOCAL_PROVIDER}/"):
+        raise FinetuneUnavailable(
+            f"fine-tuning trains the local GGUF model; LM_MODEL is {settings.lm_model} and the GGUF file is "
+            f"{settings.gguf_path or 'not installed'}"
+        )
+
+
 # --8<-- [start:tunable-lm]
 def tunable_lm(settings: Settings, adapter_name: str, on_event: Callable[[str, dict[str, Any]], None]) -> dspy.LM:
     """The job's LM with the LoRA provider attached: what `student.set_lm` gives a weight optimizer.
@@ -120,13 +134,9 @@ def tunable_lm(settings: Settings, adapter_name: str, on_event: Callable[[str, d
     The adapter lands in the LM server's adapters folder, so the tuned model can be evaluated (and
     later served) by the same server as soon as it is exported.
     """
-    if settings.gguf_path is None or not settings.lm_model.startswith(f"{LOCAL_PROVIDER}/"):
-        raise FinetuneUnavailable(
-            f"fine-tuning trains the local GGUF model; LM_MODEL is {settings.lm_model} and the GGUF file is "
-            f"{settings.gguf_path or 'not installed'}"
-        )
-    if settings.lm_server_adapters_dir is None:
-        raise FinetuneUnavailable("set LM_SERVER_ADAPTERS_DIR to the folder the LM server serves adapters from")
+    # `optimizers.plan` ran `check_can_finetune` for this job.
+    assert settings.gguf_path is not None
+    assert settings.lm_server_adapters_dir is not None
     budget = TrainBudget(
         epochs=settings.finetune_epochs,
         rank=settings.finetune_rank,
