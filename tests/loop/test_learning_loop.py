@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,23 +30,13 @@ from qa_core import contracts
 from qa_core.dataset import load_split
 from qa_core.settings import CoreSettings
 from tests.infra.tools import ROOT
+from tests.support import waiting
 from tests.support.processes import QUIET_ENV, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.lm, pytest.mark.timeout(1800)]
 CORRECTIONS = 5  # AUTO_TRIGGER_MIN_RATINGS of make dev and compose: not overridden here
 MARGIN = 0.02  # PROMOTION_MARGIN of make dev and compose: not overridden here
 RESULTS = ROOT / "test-artifacts" / "learning-loop.json"
-
-
-def wait_until(what: str, check, timeout_s: float, log: Path, interval_s: float = 2.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout_s:.0f} s\n{log.read_text()[-4000:]}")
-        time.sleep(interval_s)
 
 
 def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_beats_the_champion(
@@ -65,6 +57,12 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
         "FINETUNE_WORK_DIR": str(finetune_cache),  # the dequantized base model, shared with other tests
     }
     log_path = tmp_path / "dev.log"
+
+    def wait_until(what: str, check: Callable[[], Any], timeout_s: float, interval_s: float = 2.0) -> Any:
+        return waiting.wait_until(
+            check, timeout_s, what, interval_s, detail=lambda: "\n" + log_path.read_text()[-4000:]
+        )
+
     log = log_path.open("w+")
     proc = subprocess.Popen(
         [sys.executable, "infra/dev/run.py", "--lm", "llama", "--state", str(tmp_path / "state")],
@@ -72,7 +70,7 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
     )  # fmt: skip
     qa, ui, jobs = (f"http://127.0.0.1:{ports[p]}" for p in ("QA_API_PORT", "FEEDBACK_UI_PORT", "WORKER_API_PORT"))
     try:
-        wait_until("make dev is up", lambda: "The stack is up" in log_path.read_text(), 480, log_path, 0.5)
+        wait_until("make dev is up", lambda: "The stack is up" in log_path.read_text(), 480, 0.5)
         # --8<-- [start:loop]
         train = load_split(CoreSettings(_env_file=None).dataset_dir, "train")[:CORRECTIONS]
         with httpx.Client(base_url=ui, timeout=120) as browser:
@@ -97,9 +95,7 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
 
         # Nobody starts a job: the auto-trigger does, once the five corrections are in MLflow.
         job_started = time.monotonic()
-        listed = wait_until(
-            "an automatic job", lambda: httpx.get(f"{jobs}/v1/jobs", timeout=30).json()["jobs"], 180, log_path
-        )
+        listed = wait_until("an automatic job", lambda: httpx.get(f"{jobs}/v1/jobs", timeout=30).json()["jobs"], 180)
         assert len(listed) == 1
         job = listed[0]
         assert (job["optimizer"], job["budget"]) == ("bootstrap_finetune", 24)
@@ -111,7 +107,6 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
                 and v
             ),
             1200,
-            log_path,
             5,
         )
         outcome = {k: view.get(k) for k in ("state", "scores", "decision", "decision_reason", "dataset_counts")}
@@ -136,7 +131,7 @@ def test_five_corrections_in_feedback_ui_lead_to_a_fine_tuned_challenger_that_be
             ).json()  # fmt: skip
             return reply if reply.get("model_version") == version else None
 
-        reply = wait_until("qa-api serving the challenger", challenger_answer, 60, log_path)
+        reply = wait_until("qa-api serving the challenger", challenger_answer, 60)
         assert reply["variant"] == "challenger"
         assert reply["citations"]
         # --8<-- [end:loop]

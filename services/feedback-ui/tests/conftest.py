@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from feedback_ui.auth import hash_password, token_digest
 from feedback_ui.db import migrate
 from feedback_ui.main import create_app
 from feedback_ui.settings import Settings
+from tests.support import waiting
 from tests.support.traces import log_qa_trace
 
 PASSWORDS = {"ada": "ada-admin-password", "ann": "ann-annotator-password"}
@@ -113,16 +113,7 @@ class Deployment:
         found = self.traces.get_trace_info(trace_id).assessments or []
         return [a for a in found if (name is None or a.name == name) and (not valid_only or a.valid is not False)]
 
-    @staticmethod
-    def wait_until(check: Callable[[], Any], timeout_s: float = 60, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not met within {timeout_s} s (last value: {value!r})")
-            time.sleep(0.2)
+    wait_until = staticmethod(waiting.wait_until)
 
     @staticmethod
     def ratings_counted(client: TestClient, variant: str = "champion", rating: str = "up") -> float:

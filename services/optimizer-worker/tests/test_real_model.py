@@ -17,14 +17,24 @@ from qa_core.program import build_program
 from qa_core.settings import DEV_LM_API_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.lm, pytest.mark.timeout(900)]
+REAL_MODEL = {"LM_MODEL": "llamacpp/smollm2-135m-instruct", "LM_API_KEY": DEV_LM_API_KEY}
+
+
+def run_job(d, job: dict, timeout_s: float) -> tuple[dict, list[dict]]:
+    """Submit `job` through the jobs API to a running worker; its final view, and every view seen on the way."""
+    seen: list[dict] = []
+    with d.api() as api, d.worker():
+        created = api.post("/v1/jobs", json=job)
+        assert created.status_code == 201, created.text
+        view = d.wait_for(api, created.json()["id"], d.finished, timeout_s=timeout_s, seen=seen)
+    return view, seen
 
 
 def test_bootstrap_fewshot_job_on_the_real_model(make_deployment, llama_base: str) -> None:
     margin = 0.02
     d = make_deployment(
         llama_base,
-        LM_MODEL="llamacpp/smollm2-135m-instruct",
-        LM_API_KEY=DEV_LM_API_KEY,
+        **REAL_MODEL,
         PROMOTION_MARGIN=str(margin),
         LEASE_TIMEOUT_S="60",
         HEARTBEAT_INTERVAL_S="2",
@@ -34,11 +44,7 @@ def test_bootstrap_fewshot_job_on_the_real_model(make_deployment, llama_base: st
         "budget": 1,
         "dataset": {"include_feedback": False, "train_limit": 4, "dev_limit": 6},
     }
-    seen: list[dict] = []
-    with d.api() as api, d.worker():
-        created = api.post("/v1/jobs", json=job)
-        assert created.status_code == 201
-        view = d.wait_for(api, created.json()["id"], d.finished, timeout_s=800, seen=seen)
+    view, seen = run_job(d, job, timeout_s=800)
 
     assert view["state"] == "succeeded", view["error"]
     assert {v["progress"]["stage"] for v in seen} >= {"evaluating_champion", "optimizing", "evaluating_candidate"}
@@ -72,8 +78,7 @@ def test_a_bootstrap_finetune_job_trains_an_adapter_that_the_registered_version_
     """
     d = make_deployment(
         llama_base,
-        LM_MODEL="llamacpp/smollm2-135m-instruct",
-        LM_API_KEY=DEV_LM_API_KEY,
+        **REAL_MODEL,
         PROMOTION_MARGIN="-1",
         LEASE_TIMEOUT_S="120",
         HEARTBEAT_INTERVAL_S="1",
@@ -89,11 +94,7 @@ def test_a_bootstrap_finetune_job_trains_an_adapter_that_the_registered_version_
         "budget": 4,
         "dataset": {"include_feedback": False, "train_limit": 4, "dev_limit": 4},
     }
-    seen: list[dict] = []
-    with d.api() as api, d.worker():
-        created = api.post("/v1/jobs", json=job)
-        assert created.status_code == 201, created.text
-        view = d.wait_for(api, created.json()["id"], d.finished, timeout_s=1400, seen=seen)
+    view, seen = run_job(d, job, timeout_s=1400)
 
     assert view["state"] == "succeeded", view["error"]
     assert {v["progress"]["stage"] for v in seen} >= {"training", "evaluating_candidate"}
