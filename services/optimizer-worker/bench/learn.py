@@ -115,7 +115,7 @@ def optimize(settings: Settings, name: str, budget: int) -> tuple[dspy.Module, f
         student.set_lm(tunable_lm(settings, f"learn-{name.replace('_', '-')}", print_event))
     started = time.perf_counter()
     with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings)):
-        candidate = plan.optimizer.compile(student, **plan.compile_kwargs)
+        candidate = optimizers.compile_plan(plan, student)
     return candidate, time.perf_counter() - started
 
 

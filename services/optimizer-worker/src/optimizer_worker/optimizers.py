@@ -12,7 +12,7 @@ from typing import Any
 
 import dspy
 
-from optimizer_worker.errors import BudgetOutOfRange, DatasetUnavailable
+from optimizer_worker.errors import BudgetOutOfRange, DatasetUnavailable, OptimizationFailed
 from optimizer_worker.finetune.provider import check_can_finetune
 from optimizer_worker.settings import BUDGET_MEANING, Settings
 from qa_core import contracts
@@ -215,6 +215,28 @@ MIN_TRAIN: dict[contracts.OptimizerName, int] = {
     "better_together": 4,  # half of it is held out to choose the best step
 }
 # --8<-- [end:factories]
+
+
+# --8<-- [start:compile-plan]
+def compile_plan(plan: Plan, student: dspy.Module) -> dspy.Module:
+    """`plan.optimizer.compile(student, ...)`, plus what DSPy's optimizers leave undone.
+
+    Prompt optimizers start from `reset_copy()`, which drops each predictor's LM: a fine-tuned
+    champion's prompt-optimized candidate must answer with the champion's adapter, not the base
+    model. BetterTogether returns its best program so far when a step fails; a job must not
+    register that as if the whole strategy had run.
+    """
+    lms = [predictor.lm for predictor in student.predictors()]
+    candidate = plan.optimizer.compile(student, **plan.compile_kwargs)
+    if getattr(candidate, "flag_compilation_error_occurred", False):
+        raise OptimizationFailed("a BetterTogether step failed (the worker log has the traceback)")
+    if not plan.tunes_weights:
+        for predictor, lm in zip(candidate.predictors(), lms, strict=True):
+            predictor.lm = predictor.lm or lm
+    return candidate
+
+
+# --8<-- [end:compile-plan]
 
 
 def plan(

@@ -15,7 +15,7 @@ import dspy
 import mlflow
 
 from optimizer_worker import optimizers, registration, trainset
-from optimizer_worker.errors import JobAborted, LMUnavailable, OptimizationFailed, WorkerError
+from optimizer_worker.errors import JobAborted, LMUnavailable, WorkerError
 from optimizer_worker.finetune import provider as training
 from optimizer_worker.jobs import JobStore
 from optimizer_worker.models import Job
@@ -142,19 +142,14 @@ def run_pipeline(
         if plan.tunes_weights:
             reporter = training_reporter(progress, run)
             student.set_lm(training.tunable_lm(settings, training.adapter_name(job.id), reporter))
-        tuned_lms = [predictor.lm for predictor in student.predictors()]
         started, calls_before = time.perf_counter(), progress.lm_calls
         callbacks = [*dspy.settings.callbacks, progress]  # MLflow's autolog callback, plus ours
         try:
             with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings), callbacks=callbacks):
-                candidate = plan.optimizer.compile(student, **plan.compile_kwargs)
+                candidate = optimizers.compile_plan(plan, student)
         except Exception:
             heartbeat.check()  # a cancel that stopped training surfaces as the training job's error
             raise
-        if getattr(candidate, "flag_compilation_error_occurred", False):
-            raise OptimizationFailed("a BetterTogether step failed (the worker log has the traceback)")
-        if not plan.tunes_weights:
-            keep_lms(candidate, tuned_lms)
         mlflow.log_metrics(
             {
                 "optimize_wall_time_s": time.perf_counter() - started,
@@ -196,14 +191,6 @@ def run_pipeline(
             mlflow.set_tag("registered_version", str(version.version))
         # --8<-- [end:register-step]
     return outcome
-
-
-def keep_lms(candidate: dspy.Module, lms: list[dspy.LM | None]) -> None:
-    """Prompt optimizers start from `reset_copy()`, which drops each predictor's LM. A champion that was
-    fine-tuned answers with its adapter; its prompt-optimized candidate must too, not with the base model."""
-    for predictor, lm in zip(candidate.predictors(), lms, strict=True):
-        if predictor.lm is None:
-            predictor.lm = lm
 
 
 # --8<-- [start:training-reporter]
