@@ -51,6 +51,9 @@ ROWS: list[tuple[str, int]] = [
 ]
 
 
+SPLITS = ("dev", "test")
+
+
 @dataclass
 class Row:
     label: str
@@ -100,7 +103,7 @@ def evaluate_both(
 ) -> dict[str, EvaluationReport]:
     return {
         split: evaluate_program(program, load_split(settings.dataset_dir, split, limit), settings, 1, label)
-        for split in ("dev", "test")
+        for split in SPLITS
     }
 
 
@@ -131,9 +134,13 @@ def write_table(rows: list[Row], out: Path) -> None:
         "| program | split | combined (95 % interval) | token F1 | exact match | citation | parse failures "
         "| ungrounded | LM calls | train time | eval time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    lines = [table_line(row, split) for split in ("dev", "test") for row in rows]
+    measured = {row.label for row in rows}
+    kept = [line for line in earlier_lines(out) if line_label(line) not in measured]
+    lines = [table_line(row, split) for split in SPLITS for row in rows] + kept
+    lines.sort(key=line_order)
     out.write_text(
-        f"Measured {time.strftime('%Y-%m-%d')} on the 2-core reference machine with SmolLM2-135M-Instruct (Q4_1): "
+        f"Last run {time.strftime('%Y-%m-%d')} (a run of some rows keeps the others' lines) on the 2-core "
+        "reference machine with SmolLM2-135M-Instruct (Q4_1): "
         "each optimizer as a job runs it (`optimizers.plan` with the worker's default settings, "
         "the 80 train questions, no feedback), every row on the full dev (50) and test (50) splits, one "
         "thread. The interval is a 95 % bootstrap over the questions; rows whose intervals overlap are "
@@ -141,6 +148,29 @@ def write_table(rows: list[Row], out: Path) -> None:
         f"for the optimizer.\n\n{header}\n" + "\n".join(lines) + "\n\n"
         'Reproduce: `make learn` (about two hours on 2 cores; `LEARN_ARGS="--only gepa"` runs one row).\n'
     )
+
+
+def earlier_lines(out: Path) -> list[str]:
+    """The rows of the table already written: a run of some optimizers (`--only`) keeps the others' rows."""
+    if not out.is_file():
+        return []
+    return [line for line in out.read_text().splitlines() if line.startswith("| ") and line_split(line) in SPLITS]
+
+
+def line_label(line: str) -> str:
+    return line.split(" | ")[0].removeprefix("| ")
+
+
+def line_split(line: str) -> str:
+    return line.split(" | ")[1] if line.count(" | ") > 1 else ""
+
+
+def line_order(line: str) -> tuple[int, int]:
+    """dev before test; within a split the references, then ROWS' order."""
+    names = ["reference", "baseline"] + [name for name, _ in ROWS]
+    label = line_label(line)
+    position = next((i for i, name in enumerate(names) if label.startswith((f"{name}:", f"{name},"))), len(names))
+    return SPLITS.index(line_split(line)), position
 
 
 def cached_row(path: Path, build: Callable[[], Row]) -> Row:
