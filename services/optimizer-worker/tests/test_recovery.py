@@ -38,7 +38,8 @@ def test_a_killed_workers_job_runs_again_on_a_new_worker_and_registers_once(slow
         with d.worker() as second:
             view = d.wait_for(api, job_id, d.finished, timeout_s=240)
             time.sleep(10)  # let the redelivered duplicate arrive; it must be dropped, not run
-            assert api.get(f"/v1/jobs/{job_id}").json()["state"] == "succeeded"
+            after = api.get(f"/v1/jobs/{job_id}").json()
+            assert after["state"] == "succeeded", (view["state"], view["error"], after["error"])
             assert second.proc.poll() is None
     assert view["state"] == "succeeded", view["error"]
     assert view["attempts"] == 2
