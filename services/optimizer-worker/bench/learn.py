@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -195,6 +196,8 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="forget the rows of an earlier run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    # A stopped run (kill, CI timeout) unwinds like Ctrl-C, so its LM server stops too instead of holding the port.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     chosen = set(args.only.split(",")) if args.only else None
 
     adapters, done = args.work_dir / "adapters", args.work_dir / "rows"

@@ -134,7 +134,10 @@ def simba(s: Settings, budget: int, train: list[dspy.Example], teacher: dspy.Mod
         max_demos=max(1, s.max_labeled_demos),
         num_threads=s.optimizer_threads,
     )
-    calls = budget * batch * (s.simba_candidates + 1) * s.grounding_attempts + budget * s.simba_candidates
+    # Each step runs its mini-batch through the candidates and writes rules; then SIMBA scores the
+    # baseline and every step's winner on the whole training set, which dominates the cost.
+    steps = budget * batch * (s.simba_candidates + 1) * s.grounding_attempts + budget * s.simba_candidates
+    calls = steps + (budget + 1) * len(train) * s.grounding_attempts
     params = {"max_steps": budget, "bsize": batch, "num_candidates": s.simba_candidates}
     return Plan(optimizer, {"trainset": train, "seed": 0}, calls, params)
 
