@@ -127,3 +127,18 @@ def test_bootstrap_registers_the_baseline_as_champion_once(deployment) -> None:
     assert build_program(settings, state).dump_state() == build_program(settings).dump_state()
     for name in (settings.mlflow_experiment_name, settings.optimization_experiment_name):
         assert mlflow.get_experiment_by_name(name) is not None
+
+
+def test_a_duplicate_delivery_never_takes_a_late_lease_with_no_attempts_left(deployment) -> None:
+    # A live run whose heartbeat is late (a slow start, a busy CPU) looks like a dead one. With
+    # attempts left a duplicate may take it over; with none, taking it would only fail the live run.
+    store, settings = JobStore(deployment.settings.database_url), deployment.settings
+    job, _ = store.create(contracts.JobCreate(**JOB))
+    assert store.claim(job.id, "first", settings.lease_timeout_s, max_attempts=1) is not None
+    time.sleep(0.2)
+    assert store.claim(job.id, "duplicate", 0.1, max_attempts=1) is None  # late lease, no attempts left
+    assert store.heartbeat(job.id, "first", "optimizing", 10.0) is not None  # the live run keeps it
+    time.sleep(0.2)
+    taken = store.claim(job.id, "duplicate", 0.1, max_attempts=2)
+    assert taken is not None  # late lease, attempts left: the duplicate takes over
+    assert (taken.lease_owner, taken.attempts) == ("duplicate", 2)

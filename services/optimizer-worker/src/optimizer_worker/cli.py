@@ -71,7 +71,7 @@ def run_once(args: argparse.Namespace) -> int:
     )
     job, _ = store.create(request, trigger="cli")
     owner = f"cli:{socket.gethostname()}"
-    claimed = store.claim(job.id, owner, settings.lease_timeout_s)
+    claimed = store.claim(job.id, owner, settings.lease_timeout_s, settings.max_attempts)
     assert claimed is not None
     pipeline.prepare_process(settings)
     started = time.perf_counter()

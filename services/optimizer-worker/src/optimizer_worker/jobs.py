@@ -143,16 +143,20 @@ class JobStore:
         self._update(job_id, Job.state == "queued", enqueued_at=now())
 
     # --8<-- [start:claim]
-    def claim(self, job_id: str, owner: str, lease_timeout_s: float) -> Job | None:
-        """Take the job if it is queued, or running under a lease nobody renewed. None: not ours to run.
+    def claim(self, job_id: str, owner: str, lease_timeout_s: float, max_attempts: int) -> Job | None:
+        """Take the job if it is queued, or running under a lease nobody renewed with attempts left.
+        None: not ours to run.
 
         A message delivered twice (Redis redelivers after the visibility timeout) finds the job
-        running with a fresh heartbeat, or finished, and is dropped.
+        running with a fresh heartbeat, or finished, and is dropped. A stale lease with no attempts
+        left is not taken either: `recover_stale` fails that job with the reason. Taking it here and
+        failing it would also fail a live run whose heartbeat is merely late.
         """
         stale = now() - timedelta(seconds=lease_timeout_s)
+        stale_with_attempts_left = (Job.state == "running") & (Job.heartbeat_at < stale) & (Job.attempts < max_attempts)
         taken = self._update(
             job_id,
-            or_(Job.state == "queued", (Job.state == "running") & (Job.heartbeat_at < stale)),
+            or_(Job.state == "queued", stale_with_attempts_left),
             Job.cancel_requested.is_(False),
             state="running",
             lease_owner=owner,

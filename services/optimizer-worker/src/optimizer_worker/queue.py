@@ -82,13 +82,10 @@ def run_job(app: Celery, job_id: str) -> str:
     settings = settings_of(app)
     store = JobStore(settings.database_url)
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    job = store.claim(job_id, owner, settings.lease_timeout_s)
+    job = store.claim(job_id, owner, settings.lease_timeout_s, settings.max_attempts)
     if job is None:
-        # Finished, cancelled, or alive in another worker: this delivery is a duplicate; ack and drop it.
+        # Finished, cancelled, alive in another worker, or out of attempts: a duplicate; ack and drop it.
         return "skipped"
-    if job.attempts > settings.max_attempts:
-        store.finish(job_id, owner, "failed", error=f"gave up after {job.attempts - 1} attempts")
-        return "failed"
     pipeline.prepare_process(settings)
     return pipeline.execute(settings, store, job, owner)
 
