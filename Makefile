@@ -129,7 +129,7 @@ bench: setup ## qa-api vs the minimal and tutorial baselines, side by side (writ
 	$(BIN)/python loadtests/bench.py --markdown docs/results/load.md $(BENCH_ARGS)
 
 .PHONY: learn
-learn: setup ## Every job optimizer on the bundled model, dev and test (writes docs/results/learning.md; ~90 min)
+learn: setup ## Every job optimizer on the bundled model, dev and test (writes docs/results/learning.md; about two hours)
 	$(BIN)/python services/optimizer-worker/bench/learn.py $(LEARN_ARGS)
 
 # --8<-- [start:infra]
