@@ -70,7 +70,11 @@ class CoreSettings(BaseSettings):
     lm_server_host: str = Field("127.0.0.1", description="Interface the local LM server binds.")
     lm_server_port: int = Field(8080, ge=1, le=65535, description="Port of the local LM server.")
     lm_server_context: int = Field(4096, ge=512, description="Context window of the local LM server, in tokens.")
-    lm_server_threads: int | None = Field(None, ge=1, description="CPU threads for the local LM; default all.")
+    lm_server_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for generation in the local LM; default half the cores (llama-cpp-python's default).",
+    )
     lm_server_adapters_dir: Path | None = Field(
         None,
         description="Folder of LoRA adapters (`<name>.gguf`) the local LM server also serves, each as the "
