@@ -24,12 +24,6 @@ def llama_adapters_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def finetune_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where fine-tuning tests keep the dequantized base model, so it is made once per session."""
-    return tmp_path_factory.mktemp("finetune")
-
-
-@pytest.fixture(scope="session")
 def llama_base(llama_adapters_dir: Path) -> Iterator[str]:
     """The real llama.cpp server with SmolLM2, shared by the tests that need the real model."""
     with processes.llama_server(LM_SERVER_ADAPTERS_DIR=str(llama_adapters_dir)) as base:
