@@ -92,7 +92,6 @@ async def test_moving_an_alias_under_load_drops_no_request_and_never_mixes_versi
             await asyncio.sleep(1.0)
             stop.set()
             await asyncio.gather(*users)
-            mlflow.flush_trace_async_logging()
 
     assert responses
     assert [r.status_code for r in responses if r.status_code != 200] == []
@@ -108,7 +107,9 @@ async def _serves(api, version: str) -> bool:
     return (await api.get("/health/ready")).json()["champion"] == version
 
 
-async def test_every_answer_is_a_trace_with_its_tags_and_the_dspy_spans(qa_client, mlflow_server, model) -> None:
+async def test_every_answer_is_a_trace_with_its_tags_and_its_retrieval_and_lm_spans(
+    qa_client, mlflow_server, model
+) -> None:
     client, name = model
     version = register_program(client, name, 2)
     client.set_registered_model_alias(name, contracts.CHAMPION_ALIAS, version)
@@ -116,8 +117,7 @@ async def test_every_answer_is_a_trace_with_its_tags_and_the_dspy_spans(qa_clien
         response = await api.post(
             "/v1/answer", json={**QUESTION, "session_id": "s-42"}, headers={"X-Request-Id": "r-1"}
         )
-        mlflow.flush_trace_async_logging()
-    body = response.json()
+    body = response.json()  # the app has stopped: its recorder sent the queued traces on the way out
     trace = mlflow.get_trace(body["trace_id"])
     assert trace.info.trace_id == body["trace_id"]
     tags = trace.info.tags
@@ -126,12 +126,34 @@ async def test_every_answer_is_a_trace_with_its_tags_and_the_dspy_spans(qa_clien
     assert tags[contracts.TRACE_TAG_REQUEST_ID] == "r-1"
     assert tags[contracts.TRACE_TAG_SESSION_ID] == "s-42"
     assert tags[contracts.TRACE_TAG_SYNTHETIC] == "false"
-    spans = {span.name for span in trace.data.spans}
-    assert "qa-api answer" in spans
-    assert any(span.span_type == "LLM" or "LM" in span.name for span in trace.data.spans), spans
+    assert trace.info.state == "OK"
+    assert trace.info.trace_metadata["mlflow.trace.session"] == "s-42"
+    by_type = {span.span_type: span for span in trace.data.spans}
     root = next(span for span in trace.data.spans if span.parent_id is None)
+    assert root.name == "qa-api answer"
     assert root.inputs == {"question": QUESTION["question"]}
     assert root.outputs["answer"] == body["answer"]
+    assert {span.parent_id for span in trace.data.spans if span is not root} == {root.span_id}
+    retrieve, lm = by_type["RETRIEVER"], by_type["LLM"]
+    assert len(trace.data.spans) == 3  # one LM call: the grammar needs no grounding retry
+    assert retrieve.inputs == {"query": QUESTION["question"]}
+    assert {c["id"] for c in body["citations"]} <= {p["id"] for p in retrieve.outputs}
+    assert lm.inputs["messages"][-1]["role"] == "user"
+    assert QUESTION["question"] in lm.inputs["messages"][-1]["content"]
+    assert lm.outputs  # the completions the LM returned
+    assert root.start_time_ns <= retrieve.start_time_ns <= retrieve.end_time_ns <= lm.start_time_ns
+    assert lm.end_time_ns <= root.end_time_ns
+
+    # A rating attaches to it, as feedback-ui's outbox sends it.
+    mlflow.log_feedback(trace_id=body["trace_id"], name=contracts.ASSESSMENT_USER_RATING, value=True)
+    [rating] = mlflow.get_trace(body["trace_id"]).info.assessments
+    assert rating.value is True
+    found = mlflow.search_traces(
+        locations=[trace.info.experiment_id],
+        filter_string=f"tags.`{contracts.TRACE_TAG_REQUEST_ID}` = 'r-1'",
+        return_type="list",
+    )
+    assert [t.info.trace_id for t in found] == [body["trace_id"]]
 
 
 async def test_a_sampling_ratio_of_zero_traces_only_forced_requests(qa_client, mlflow_server, model) -> None:

@@ -120,8 +120,11 @@ def payload_hash(body: BaseModel) -> str:
 class FeedbackService:
     """Submissions in, rows out. `wake` tells the outbox there is something to deliver."""
 
-    def __init__(self, db: Database, traces: TraceStore, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, db: Database, traces: TraceStore, wake: Callable[[], None], trace_lookup_wait_s: float = 2.0
+    ) -> None:
         self.db, self.traces, self.wake = db, traces, wake
+        self.trace_lookup_wait_s = trace_lookup_wait_s
 
     # --8<-- [start:submit]
     async def submit_feedback(self, user_id: str, body: FeedbackIn) -> Submitted:
@@ -197,12 +200,19 @@ class FeedbackService:
         known = await self.db.run(lambda s: s.get(Answer, trace_id))
         if known is not None:
             return TraceFacts(trace_id, known.variant, known.model_version, final=True)
-        try:
-            info = await anyio.to_thread.run_sync(self.traces.info, trace_id)
-        except MlflowUnavailable as error:
-            # Accept it: the outbox retries until the trace shows up, and parks it if it never does.
-            logger.warning("MLflow unavailable; %s accepted unverified: %s", trace_id, error)
-            return TraceFacts(trace_id, None, None, final=False)
+        # qa-api sends traces in batches, a few milliseconds after the answer: a rating sent at once by
+        # an API client can arrive first, so an unknown id is looked up again for a moment before a 404.
+        deadline = anyio.current_time() + self.trace_lookup_wait_s
+        while True:
+            try:
+                info = await anyio.to_thread.run_sync(self.traces.info, trace_id)
+            except MlflowUnavailable as error:
+                # Accept it: the outbox retries until the trace shows up, and parks it if it never does.
+                logger.warning("MLflow unavailable; %s accepted unverified: %s", trace_id, error)
+                return TraceFacts(trace_id, None, None, final=False)
+            if info is not None or anyio.current_time() >= deadline:
+                break
+            await anyio.sleep(0.2)
         if info is None:
             raise TraceNotFound(
                 f"{field}: MLflow has no trace {trace_id}. Use the trace_id qa-api returned; "

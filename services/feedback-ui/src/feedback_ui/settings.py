@@ -111,6 +111,9 @@ class Settings(CoreSettings):
     outbox_backoff_base_s: float = Field(1.0, gt=0, description="First retry delay; it doubles per failed attempt.")
     outbox_backoff_max_s: float = Field(300.0, gt=0, description="Longest delay between two attempts.")
     outbox_lease_s: float = Field(60.0, gt=0, description="A claimed delivery not finished within this is retried.")
+    trace_lookup_wait_s: float = Field(
+        2.0, ge=0, le=60, description="How long a rating of an unknown trace id waits for the trace before a 404."
+    )
     outbox_trace_wait_s: float = Field(
         86_400.0,
         gt=0,

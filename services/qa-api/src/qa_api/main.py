@@ -20,22 +20,22 @@ from qa_api.registry_watch import REGISTRY_ERRORS, ProgramRegistry
 from qa_api.routes import answer, health
 from qa_api.serving import Answerer
 from qa_api.settings import Settings
+from qa_api.trace_recorder import TraceRecorder
 from qa_core.lm import build_adapter, build_lm, configure_dspy
 from qa_core.registry import configure_mlflow
 
 logger = logging.getLogger("qa_api")
 
 # --8<-- [start:process-setup]
-# Process-wide set-up happens once, at import, in the main thread: DSPy's global settings and MLflow's
-# DSPy callback. Requests never call dspy.configure; they use dspy.context with the app's own LM.
+# Process-wide set-up happens once, at import, in the main thread: DSPy's global settings. Requests
+# never call dspy.configure; they use dspy.context with the app's own LM.
 _process_settings = Settings()
 tracing.keep_mlflow_traces_in_mlflow()
-tracing.skip_missing_llama_index_imports()
 mlflow.set_tracking_uri(_process_settings.mlflow_tracking_uri)  # never MLflow's default local database
 configure_dspy(_process_settings)
 # A server does not need DSPy's per-LM call history (10,000 prompts kept per LM); MLflow traces are the record.
-dspy.configure(disable_history=True)
-MLFLOW_DSPY_CALLBACK = tracing.enable_dspy_autolog()
+# Usage tracking feeds qa_lm_tokens_total (`Prediction.get_lm_usage()`).
+dspy.configure(disable_history=True, track_usage=True)
 # --8<-- [end:process-setup]
 
 
@@ -44,6 +44,7 @@ MLFLOW_DSPY_CALLBACK = tracing.enable_dspy_autolog()
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     programs: ProgramRegistry = app.state.programs
+    app.state.answerer.sampler.recorder.start()
     # Programs and the trace experiment load side by side, within one start-up deadline.
     deadline = asyncio.get_running_loop().time() + settings.registry_startup_timeout_s
     experiment = asyncio.create_task(keep_experiment_ready(app), name="experiment") if settings.use_registry else None
@@ -68,13 +69,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def shutdown(app: FastAPI, background: list[asyncio.Task]) -> None:
     """Stop the background tasks, flush traces, close LM connections."""
-    settings: Settings = app.state.settings
     # uvicorn has already waited for in-flight requests (up to --timeout-graceful-shutdown).
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
-    if settings.use_registry:
-        await anyio.to_thread.run_sync(mlflow.flush_trace_async_logging)
+    await anyio.to_thread.run_sync(app.state.answerer.sampler.recorder.close)  # send the queued traces
     await app.state.answerer.lm.aclose()
 
 
@@ -83,11 +82,11 @@ async def shutdown(app: FastAPI, background: list[asyncio.Task]) -> None:
 
 async def keep_experiment_ready(app: FastAPI) -> None:
     """Traces need the experiment; create it when MLflow answers, retrying while it does not."""
-    sampler: tracing.TraceSampler = app.state.answerer.sampler
-    while not sampler.experiment_ready:
+    recorder: TraceRecorder = app.state.answerer.sampler.recorder
+    while not recorder.ready:
         try:
-            await anyio.to_thread.run_sync(tracing.ensure_experiment, app.state.settings.mlflow_experiment_name)
-            sampler.experiment_ready = True
+            name = app.state.settings.mlflow_experiment_name
+            recorder.experiment_id = await anyio.to_thread.run_sync(tracing.ensure_experiment, name)
         except REGISTRY_ERRORS as error:
             logger.warning("cannot select the MLflow experiment yet (%s); requests are not traced", error)
             await asyncio.sleep(app.state.settings.registry_poll_s)
@@ -122,7 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.programs,
         build_lm(settings, metrics.TimedLM),
         build_adapter(settings),
-        tracing.TraceSampler(settings.trace_sampling_ratio, MLFLOW_DSPY_CALLBACK),
+        tracing.TraceSampler(
+            settings.trace_sampling_ratio,
+            TraceRecorder(settings.mlflow_tracking_uri, settings.trace_queue_max, on_outcome=metrics.count_traces),
+        ),
     )
     install_handlers(app)
     app.include_router(answer.build_router(settings))

@@ -9,6 +9,8 @@ from typing import Any
 import dspy
 from prometheus_client import Counter, Gauge, Histogram
 
+from qa_api.trace_recorder import current_trace
+
 # The variant serving the current request, for metrics recorded deep inside DSPy.
 current_variant: ContextVar[str] = ContextVar("current_variant", default="none")
 
@@ -37,27 +39,46 @@ PROGRAM_INFO = Gauge(
 )
 CHALLENGER_SHARE = Gauge("qa_challenger_share", "Share of sessions assigned to the challenger.")
 REGISTRY_DEGRADED = Gauge("qa_registry_degraded", "1 while MLflow cannot be read and the last programs serve.")
+TRACES = Counter(
+    "qa_traces_total",
+    "Traces of answered questions, by outcome: exported, dropped_queue_full or export_failed.",
+    ["outcome"],
+)
 # --8<-- [end:metrics]
 
 
 # --8<-- [start:timed-lm]
 class TimedLM(dspy.LM):
-    """A `dspy.LM` that times its async calls and attributes them to the request's variant.
+    """A `dspy.LM` that times its async calls, attributes them to the request's variant, and in a
+    traced request records the call (messages in, completions out) as the trace's LM span.
 
     Not a DSPy callback on purpose: with any callback registered, DSPy inspects the arguments and
     mints an id for every module, adapter and LM call, which costs more CPU than the request's own
-    serving work. Callbacks stay off unless a request is traced.
+    serving work.
     """
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
+        trace = current_trace.get()
+        span = trace.start_span(f"LM {self.model}", "LLM", {"messages": kwargs.get("messages")}) if trace else None
         try:
-            return await super().acall(*args, **kwargs)
+            outputs = await super().acall(*args, **kwargs)
+        except BaseException as error:
+            if span is not None:
+                span.end(error=error)
+            raise
         finally:
             LM_LATENCY.labels(current_variant.get()).observe(time.perf_counter() - started)
+        if span is not None:
+            span.end(outputs)
+        return outputs
 
 
 # --8<-- [end:timed-lm]
+
+
+def count_traces(outcome: str, n: int) -> None:
+    TRACES.labels(outcome).inc(n)
 
 
 def observe_request(endpoint: str, variant: str, status: str, synthetic: bool, seconds: float) -> None:

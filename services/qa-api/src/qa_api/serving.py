@@ -24,7 +24,7 @@ from qa_api.errors import (
 from qa_api.registry_watch import LoadedProgram, ProgramRegistry, ServingState
 from qa_api.routing import choose_variant
 from qa_api.settings import Settings
-from qa_api.tracing import TraceSampler, request_trace
+from qa_api.tracing import TraceSampler, record_answer, request_trace
 from qa_core import contracts
 from qa_core.contracts import AnswerResponse, Citation, Variant
 
@@ -125,15 +125,17 @@ class Answerer:
             try:
                 with (
                     request_trace(
-                        traced, ctx.endpoint, ctx.question, self.trace_tags(ctx, loaded), ctx.session_id
-                    ) as span,
-                    dspy.context(lm=self.lm, adapter=self.adapter, callbacks=self.sampler.callbacks(traced)),
-                ):
+                        self.sampler.recorder, traced, ctx.endpoint, ctx.question, self.trace_tags(ctx, loaded),
+                        ctx.session_id,
+                    ) as trace,
+                    dspy.context(lm=self.lm, adapter=self.adapter),
+                ):  # fmt: skip
                     metrics.current_variant.set(loaded.variant)
                     prediction = await self.run(loaded, ctx.question)
-                    response = self.response(prediction, loaded, ctx, span.trace_id if span else None)
-                    if span is not None:
-                        span.set_outputs(response.model_dump(include={"answer", "citations", "model_version"}))
+                    response = self.response(prediction, loaded, ctx, trace.trace_id if trace else None)
+                    if trace is not None:
+                        outputs = response.model_dump(include={"answer", "citations", "model_version"})
+                        record_answer(trace, prediction, outputs)
                 status = "ok"
                 return response
             finally:

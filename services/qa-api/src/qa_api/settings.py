@@ -33,6 +33,9 @@ class Settings(CoreSettings):
     trace_sampling_ratio: float = Field(
         1.0, ge=0.0, le=1.0, description="Share of requests traced to MLflow; forced requests are always traced."
     )
+    trace_queue_max: int = Field(
+        5000, ge=1, le=1_000_000, description="Traces waiting for export; past it they are dropped and counted."
+    )
     mcp_enabled: bool = Field(True, description="Serve the QA tools over MCP (streamable HTTP) at /mcp.")
     shutdown_grace_s: float = Field(20.0, ge=0, description="How long in-flight requests may finish at shutdown.")
     log_level: str = Field("info", description="Log level of the service and uvicorn.")

@@ -22,7 +22,7 @@ from qa_api.errors import ServiceError, error_body, from_lm_error
 from qa_api.json_tokens import JsonStringTokens, PlainTokens
 from qa_api.registry_watch import LoadedProgram
 from qa_api.serving import AnswerContext, Answerer
-from qa_api.tracing import request_trace
+from qa_api.tracing import record_answer, request_trace
 
 
 class QAStatus(StatusMessageProvider):
@@ -72,11 +72,18 @@ async def produce(answerer: Answerer, ctx: AnswerContext, loaded: LoadedProgram,
     started, status = time.perf_counter(), "error"
     try:  # the LM slot was taken by `start_stream`, before the 200 went out
         with (
-            request_trace(traced, ctx.endpoint, ctx.question, answerer.trace_tags(ctx, loaded), ctx.session_id) as span,
-            dspy.context(lm=answerer.lm, adapter=answerer.adapter, callbacks=answerer.sampler.callbacks(traced)),
+            request_trace(
+                answerer.sampler.recorder,
+                traced,
+                ctx.endpoint,
+                ctx.question,
+                answerer.trace_tags(ctx, loaded),
+                ctx.session_id,
+            ) as trace,
+            dspy.context(lm=answerer.lm, adapter=answerer.adapter),
         ):
             metrics.current_variant.set(loaded.variant)
-            # Built inside the context: streamify captures the callbacks (tracing or not) when it is created.
+            # Built inside the context: streamify captures DSPy's settings when it is created.
             program = dspy.streamify(
                 loaded.program,
                 status_message_provider=QAStatus(),
@@ -92,9 +99,9 @@ async def produce(answerer: Answerer, ctx: AnswerContext, loaded: LoadedProgram,
                     elif isinstance(item, StatusMessage):
                         await queue.put(sse("status", {"message": item.message}))
                     elif isinstance(item, dspy.Prediction):
-                        response = answerer.response(item, loaded, ctx, span.trace_id if span else None)
-                        if span is not None:
-                            span.set_outputs(response.model_dump(include={"answer", "citations"}))
+                        response = answerer.response(item, loaded, ctx, trace.trace_id if trace else None)
+                        if trace is not None:
+                            record_answer(trace, item, response.model_dump(include={"answer", "citations"}))
                         await queue.put(sse("final", response.model_dump()))
         status = "ok"
     except ServiceError as error:

@@ -1,6 +1,7 @@
-"""Tracing: every sampled request is one MLflow trace with DSPy's spans nested inside.
+"""Tracing: every sampled request is one MLflow trace, with its retrieval and LM spans inside.
 
-MLflow traces carry what a person rating an answer needs (inputs, outputs, variant, version). HTTP
+MLflow traces carry what a person rating an answer needs (inputs, outputs, variant, version). They are
+recorded as plain data and exported in batches by `trace_recorder.TraceRecorder`, off the event loop. HTTP
 spans for infrastructure dashboards go to OpenTelemetry, and only when the standard `OTEL_*`
 variables ask for it; that switch never moves MLflow's traces elsewhere.
 """
@@ -8,20 +9,19 @@ variables ask for it; that switch never moves MLflow's traces elsewhere.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import dataclasses
 import logging
 import os
 import random
-import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import dspy
 import mlflow
-from mlflow.dspy.callback import MlflowCallback
-from mlflow.entities import SpanType
 
-from qa_core import contracts
+from qa_api.trace_recorder import PendingTrace, TraceRecorder, current_trace
+from qa_core.contracts import TRACE_TAG_ENDPOINT
 
 logger = logging.getLogger(__name__)
 
@@ -42,73 +42,64 @@ def keep_mlflow_traces_in_mlflow() -> None:
 # --8<-- [end:keep-traces]
 
 
-def skip_missing_llama_index_imports() -> None:
-    """Make MLflow's per-attribute probe for LlamaIndex objects cheap when LlamaIndex is not installed.
-
-    MLflow's trace encoder tries `import llama_index...` for every span attribute it cannot encode
-    (DSPy's LM and signature objects, for instance). When the package is missing, each failed import
-    searches sys.path again: profiling showed it at about 6% of qa-api's CPU with tracing on. A None
-    entry in sys.modules makes the same import fail at once, which is documented Python behaviour.
-    """
-    if importlib.util.find_spec("llama_index") is None:
-        sys.modules.setdefault("llama_index", None)  # type: ignore[arg-type]
-
-
-def enable_dspy_autolog() -> MlflowCallback:
-    """Turn on MLflow's DSPy autologging, then take its callback out of DSPy's global settings.
-
-    Like `dspy.configure`, call it once at import, in the main thread. The callback comes back only
-    for the requests that are traced (`TraceSampler.callbacks`): with any callback installed
-    globally, DSPy pays per-call bookkeeping on every request, traced or not.
-    """
-    mlflow.dspy.autolog(log_traces=True, silent=True)
-    callback = next(c for c in dspy.settings.callbacks if isinstance(c, MlflowCallback))
-    dspy.settings.configure(callbacks=[c for c in dspy.settings.callbacks if c is not callback])
-    return callback
-
-
 # --8<-- [start:sampling]
 class TraceSampler:
-    """Decides per request whether to trace, and hands DSPy the callbacks that match the decision."""
+    """Decides per request whether to trace."""
 
-    def __init__(self, ratio: float, tracer: MlflowCallback, rng: random.Random | None = None) -> None:
-        self.ratio, self.tracer = ratio, tracer
+    def __init__(self, ratio: float, recorder: TraceRecorder, rng: random.Random | None = None) -> None:
+        self.ratio, self.recorder = ratio, recorder
         self.rng = rng or random.Random()
-        self.experiment_ready = False  # no traces until the experiment exists in MLflow
 
     def should_trace(self, forced: bool) -> bool:
-        return self.experiment_ready and (forced or self.rng.random() < self.ratio)
-
-    def callbacks(self, traced: bool) -> list[Any]:
-        """The process's DSPy callbacks, plus MLflow's when this request is traced."""
-        return [*dspy.settings.callbacks, self.tracer] if traced else dspy.settings.callbacks
+        return self.recorder.ready and (forced or self.rng.random() < self.ratio)
 
 
 # --8<-- [end:sampling]
 
 
-def ensure_experiment(name: str) -> None:
-    """Create or select the experiment traces go to (blocking: run it off the event loop)."""
-    mlflow.set_experiment(name)
+def ensure_experiment(name: str) -> str:
+    """Create or select the experiment traces go to; its id (blocking: run it off the event loop)."""
+    return mlflow.set_experiment(name).experiment_id
 
 
 # --8<-- [start:request-trace]
 @contextlib.contextmanager
 def request_trace(
-    traced: bool, endpoint: str, question: str, tags: dict[str, str], session_id: str | None
-) -> Iterator[Any]:
-    """The root span of a request; DSPy's module, predictor and LM spans nest under it."""
+    recorder: TraceRecorder, traced: bool, endpoint: str, question: str, tags: dict[str, str], session_id: str | None
+) -> Iterator[PendingTrace | None]:
+    """The root span of a request; the LM records its span inside (`metrics.TimedLM`).
+
+    Leaving the block queues the trace for export; nothing is encoded or sent on the event loop.
+    """
     if not traced:
         yield None
         return
-    with mlflow.start_span(name=f"qa-api {endpoint}", span_type=SpanType.CHAIN) as span:
-        span.set_inputs({"question": question})
-        mlflow.update_current_trace(
-            tags={contracts.TRACE_TAG_ENDPOINT: endpoint, **tags},
-            session_id=session_id,
-            client_request_id=tags.get(contracts.TRACE_TAG_REQUEST_ID),
-        )
-        yield span
+    tags = {TRACE_TAG_ENDPOINT: endpoint, **tags}
+    trace = PendingTrace(f"qa-api {endpoint}", {"question": question}, tags, session_id)
+    token = current_trace.set(trace)
+    try:
+        yield trace
+    except BaseException as error:
+        trace.root.end(error=error)
+        raise
+    finally:
+        current_trace.reset(token)
+        if trace.root.end_ns is None:
+            trace.root.end()
+        recorder.record(trace)
+
+
+def record_answer(trace: PendingTrace, prediction: dspy.Prediction, outputs: dict[str, Any]) -> None:
+    """The retrieval span and the root's outputs, from the prediction the program returned.
+
+    Retrieval runs first in the program, before any LM call, so its span runs from the request's start
+    to the first LM call (BM25 and the prompt's formatting) and holds the passages it returned.
+    """
+    first_lm = min((span.start_ns for span in trace.spans if span.span_type == "LLM"), default=None)
+    retrieve = trace.start_span("retrieve", "RETRIEVER", {"query": trace.root.inputs["question"]}, trace.root.start_ns)
+    retrieve.outputs = [dataclasses.asdict(p) for p in prediction.passages]
+    retrieve.end_ns = first_lm or time.time_ns()
+    trace.root.outputs = outputs
 
 
 # --8<-- [end:request-trace]
