@@ -61,6 +61,28 @@ def test_a_bad_field_is_a_422_that_names_it_and_stores_nothing(deployment, chang
 # --8<-- [end:validation-test]
 
 
+def test_a_rating_sent_before_its_trace_lands_waits_for_it(deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """qa-api exports a trace a moment after the answer; a client that rates at once must not get a 404."""
+    trace_id = deployment.trace()
+    looked_up = []
+    real_info = TraceStore.info
+
+    def not_there_yet(self: TraceStore, wanted: str):  # the first three lookups come before the export
+        looked_up.append(wanted)
+        return None if len(looked_up) <= 3 else real_info(self, wanted)
+
+    monkeypatch.setattr(TraceStore, "info", not_there_yet)
+    body = {"trace_id": trace_id, "rating": "up", "idempotency_key": key()}
+    with deployment.app() as client:
+        waited = client.post("/api/feedback", json=body, headers=deployment.bearer())
+    with deployment.app(TRACE_LOOKUP_WAIT_S="0") as client:
+        looked_up.clear()
+        refused = client.post("/api/feedback", json={**body, "idempotency_key": key()}, headers=deployment.bearer())
+    assert waited.status_code == 202, waited.text
+    assert refused.status_code == 404  # with no wait, the first miss is the answer
+    assert looked_up == [trace_id]
+
+
 def test_a_well_formed_trace_id_that_mlflow_does_not_know_is_a_404(deployment) -> None:
     body = {"trace_id": "tr-" + uuid.uuid4().hex, "rating": "down", "idempotency_key": key()}
     with deployment.app() as client:
