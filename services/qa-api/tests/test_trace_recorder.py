@@ -14,8 +14,7 @@ from tests.support.processes import free_port
 
 def pending(i: int) -> PendingTrace:
     trace = PendingTrace("qa-api answer", {"question": f"question {i}"}, {"qa.request_id": f"r-{i}"}, f"s-{i}")
-    with trace.span("retrieve", "RETRIEVER", {"query": f"question {i}"}) as span:
-        span.outputs = [{"id": "p1", "text": "a passage"}]
+    trace.start_span("retrieve", "RETRIEVER", {"query": f"question {i}"}).end([{"id": "p1", "text": "a passage"}])
     trace.root.outputs = {"answer": f"answer {i}"}
     trace.root.end()
     return trace

@@ -120,9 +120,7 @@ def payload_hash(body: BaseModel) -> str:
 class FeedbackService:
     """Submissions in, rows out. `wake` tells the outbox there is something to deliver."""
 
-    def __init__(
-        self, db: Database, traces: TraceStore, wake: Callable[[], None], trace_lookup_wait_s: float = 2.0
-    ) -> None:
+    def __init__(self, db: Database, traces: TraceStore, wake: Callable[[], None], trace_lookup_wait_s: float) -> None:
         self.db, self.traces, self.wake = db, traces, wake
         self.trace_lookup_wait_s = trace_lookup_wait_s
 

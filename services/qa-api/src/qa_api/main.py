@@ -30,7 +30,6 @@ logger = logging.getLogger("qa_api")
 # Process-wide set-up happens once, at import, in the main thread: DSPy's global settings. Requests
 # never call dspy.configure; they use dspy.context with the app's own LM.
 _process_settings = Settings()
-tracing.keep_mlflow_traces_in_mlflow()
 mlflow.set_tracking_uri(_process_settings.mlflow_tracking_uri)  # never MLflow's default local database
 configure_dspy(_process_settings)
 # A server does not need DSPy's per-LM call history (10,000 prompts kept per LM); MLflow traces are the record.

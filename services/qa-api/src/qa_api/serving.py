@@ -24,6 +24,7 @@ from qa_api.errors import (
 from qa_api.registry_watch import LoadedProgram, ProgramRegistry, ServingState
 from qa_api.routing import choose_variant
 from qa_api.settings import Settings
+from qa_api.trace_recorder import PendingTrace
 from qa_api.tracing import TraceSampler, record_answer, request_trace
 from qa_core import contracts
 from qa_core.contracts import AnswerResponse, Citation, Variant
@@ -104,6 +105,14 @@ class Answerer:
 
     # --8<-- [end:pick]
 
+    def trace(
+        self, ctx: AnswerContext, loaded: LoadedProgram
+    ) -> contextlib.AbstractContextManager[PendingTrace | None]:
+        """The request's trace if the sampler picks it (or the caller forces it), else a context of None."""
+        traced = self.sampler.should_trace(ctx.force_trace)
+        tags = self.trace_tags(ctx, loaded)
+        return request_trace(self.sampler.recorder, traced, ctx.endpoint, ctx.question, tags, ctx.session_id)
+
     def trace_tags(self, ctx: AnswerContext, loaded: LoadedProgram) -> dict[str, str]:
         tags = {
             contracts.TRACE_TAG_VARIANT: loaded.variant,
@@ -118,18 +127,11 @@ class Answerer:
     # --8<-- [start:answer]
     async def answer(self, ctx: AnswerContext) -> AnswerResponse:
         _, loaded = self.pick(ctx)
-        traced = self.sampler.should_trace(ctx.force_trace)
         started = time.perf_counter()
         status = "error"
         with self.limiter.slot():
             try:
-                with (
-                    request_trace(
-                        self.sampler.recorder, traced, ctx.endpoint, ctx.question, self.trace_tags(ctx, loaded),
-                        ctx.session_id,
-                    ) as trace,
-                    dspy.context(lm=self.lm, adapter=self.adapter),
-                ):  # fmt: skip
+                with self.trace(ctx, loaded) as trace, dspy.context(lm=self.lm, adapter=self.adapter):
                     metrics.current_variant.set(loaded.variant)
                     prediction = await self.run(loaded, ctx.question)
                     response = self.response(prediction, loaded, ctx, trace.trace_id if trace else None)

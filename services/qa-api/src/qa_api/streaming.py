@@ -22,7 +22,7 @@ from qa_api.errors import ServiceError, error_body, from_lm_error
 from qa_api.json_tokens import JsonStringTokens, PlainTokens
 from qa_api.registry_watch import LoadedProgram
 from qa_api.serving import AnswerContext, Answerer
-from qa_api.tracing import record_answer, request_trace
+from qa_api.tracing import record_answer
 
 
 class QAStatus(StatusMessageProvider):
@@ -68,20 +68,9 @@ async def drain(queue: asyncio.Queue[bytes | None], task: asyncio.Task) -> Async
 
 async def produce(answerer: Answerer, ctx: AnswerContext, loaded: LoadedProgram, queue: asyncio.Queue) -> None:
     """Run the streaming program and turn what it yields into SSE events."""
-    traced = answerer.sampler.should_trace(ctx.force_trace)
     started, status = time.perf_counter(), "error"
     try:  # the LM slot was taken by `start_stream`, before the 200 went out
-        with (
-            request_trace(
-                answerer.sampler.recorder,
-                traced,
-                ctx.endpoint,
-                ctx.question,
-                answerer.trace_tags(ctx, loaded),
-                ctx.session_id,
-            ) as trace,
-            dspy.context(lm=answerer.lm, adapter=answerer.adapter),
-        ):
+        with answerer.trace(ctx, loaded) as trace, dspy.context(lm=answerer.lm, adapter=answerer.adapter):
             metrics.current_variant.set(loaded.variant)
             # Built inside the context: streamify captures DSPy's settings when it is created.
             program = dspy.streamify(

@@ -23,8 +23,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -44,12 +43,8 @@ def _new_id(bits: int) -> int:
 
 
 def _json_default(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # the retrieved passages
         return dataclasses.asdict(value)
-    if callable(getattr(value, "toDict", None)):  # dspy.Prediction and dspy.Example
-        return value.toDict()
-    if callable(getattr(value, "model_dump", None)):  # pydantic models
-        return value.model_dump(mode="json")
     return str(value)
 
 
@@ -70,7 +65,6 @@ class SpanRecord:
     parent_id: int | None
     inputs: Any = None
     outputs: Any = None
-    attributes: dict[str, Any] | None = None
     span_id: int = dataclasses.field(default_factory=lambda: _new_id(64))
     start_ns: int = dataclasses.field(default_factory=time.time_ns)
     end_ns: int | None = None
@@ -97,25 +91,12 @@ class PendingTrace:
         self.tags = {"mlflow.traceName": name, **tags}
         self.session_id = session_id
 
-    def start_span(
-        self, name: str, span_type: str, inputs: Any = None, start_ns: int | None = None, **attributes: Any
-    ) -> SpanRecord:
-        span = SpanRecord(name, span_type, self.root.span_id, inputs=inputs, attributes=attributes or None)
+    def start_span(self, name: str, span_type: str, inputs: Any = None, start_ns: int | None = None) -> SpanRecord:
+        span = SpanRecord(name, span_type, self.root.span_id, inputs=inputs)
         if start_ns is not None:
             span.start_ns = start_ns
         self.spans.append(span)
         return span
-
-    @contextmanager
-    def span(self, name: str, span_type: str, inputs: Any = None) -> Iterator[SpanRecord]:
-        span = self.start_span(name, span_type, inputs)
-        try:
-            yield span
-        except BaseException as error:
-            span.end(error=error)
-            raise
-        if span.end_ns is None:
-            span.end()
 
     def to_mlflow_spans(self) -> list[Span]:
         """The spans as MLflow entities, in the dictionary form `Span.to_dict` writes and `from_dict` reads."""
@@ -128,8 +109,6 @@ class PendingTrace:
             attributes["mlflow.spanInputs"] = _json(span.inputs)
         if span.outputs is not None:
             attributes["mlflow.spanOutputs"] = _json(span.outputs)
-        for key, value in (span.attributes or {}).items():
-            attributes[key] = _json(value)
         if span is self.root:
             attributes.update({TAG_PREFIX + key: _json(str(value)) for key, value in self.tags.items()})
             if self.session_id:
@@ -163,11 +142,9 @@ class TraceRecorder:
         tracking_uri: str,
         max_queue: int = 5000,
         max_batch: int = 64,
-        linger_s: float = 0.0,
         on_outcome: Callable[[str, int], None] = lambda outcome, n: None,
     ) -> None:
-        self.tracking_uri, self.max_batch, self.linger_s = tracking_uri, max_batch, linger_s
-        self.on_outcome = on_outcome
+        self.tracking_uri, self.max_batch, self.on_outcome = tracking_uri, max_batch, on_outcome
         self.experiment_id: str | None = None  # set once the experiment exists; no traces before
         self._queue: queue.Queue[PendingTrace | None] = queue.Queue(max_queue)
         self._thread: threading.Thread | None = None
@@ -206,20 +183,19 @@ class TraceRecorder:
                 return
 
     def _next_batch(self) -> tuple[list[PendingTrace], bool]:
-        """Wait for one trace, then take what else is queued (up to `linger_s` more).
+        """Wait for one trace, then take what else is queued, up to `max_batch`.
 
-        With no linger (the default) a trace goes out at once when the server is quiet, so a rating
-        sent right after the answer finds it, and batches grow by themselves under load: whatever
-        queued while the last batch was being sent goes in the next.
+        A trace goes out at once when qa-api is quiet, so a rating sent right after the answer finds
+        it, and batches grow by themselves under load: what queued while the last batch was being
+        sent goes in the next.
         """
         first = self._queue.get()
         if first is None:
             return [], True
-        batch, deadline = [first], time.monotonic() + self.linger_s
+        batch = [first]
         while len(batch) < self.max_batch:
             try:
-                left = deadline - time.monotonic()
-                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:

@@ -9,7 +9,6 @@ variables ask for it; that switch never moves MLflow's traces elsewhere.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import random
@@ -24,22 +23,6 @@ from qa_api.trace_recorder import PendingTrace, TraceRecorder, current_trace
 from qa_core.contracts import TRACE_TAG_ENDPOINT
 
 logger = logging.getLogger(__name__)
-
-
-# --8<-- [start:keep-traces]
-def keep_mlflow_traces_in_mlflow() -> None:
-    """Make the standard OTEL_* variables safe for MLflow's traces.
-
-    With OTEL_EXPORTER_OTLP_ENDPOINT set, MLflow 3.17 sends its traces only to that endpoint unless
-    MLFLOW_ENABLE_OTLP_EXPORTER is false. It also exports span metrics there, by default over gRPC;
-    without the gRPC exporter installed, that fails inside span end and the trace is lost. We speak
-    OTLP over HTTP, so say so.
-    """
-    os.environ.setdefault("MLFLOW_ENABLE_OTLP_EXPORTER", "false")
-    os.environ.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-
-
-# --8<-- [end:keep-traces]
 
 
 # --8<-- [start:sampling]
@@ -97,7 +80,7 @@ def record_answer(trace: PendingTrace, prediction: dspy.Prediction, outputs: dic
     """
     first_lm = min((span.start_ns for span in trace.spans if span.span_type == "LLM"), default=None)
     retrieve = trace.start_span("retrieve", "RETRIEVER", {"query": trace.root.inputs["question"]}, trace.root.start_ns)
-    retrieve.outputs = [dataclasses.asdict(p) for p in prediction.passages]
+    retrieve.outputs = prediction.passages  # encoded in the export thread, off the event loop
     retrieve.end_ns = first_lm or time.time_ns()
     trace.root.outputs = outputs
 
