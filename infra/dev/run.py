@@ -103,7 +103,7 @@ def services(state: Path, ports: Ports, lm: str, env: dict[str, str]) -> list[Se
         lm_service = Service(
             "llm",
             [str(BIN / "qa-core"), "lm", "serve"],
-            f"http://127.0.0.1:{ports.lm}/v1/models",
+            f"http://127.0.0.1:{ports.lm}/props?model=smollm2-135m-instruct",  # answers once the model is loaded
             env={"LM_SERVER_HOST": "127.0.0.1", "LM_SERVER_PORT": str(ports.lm)},
         )
     else:

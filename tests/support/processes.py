@@ -15,6 +15,8 @@ from typing import IO
 
 import httpx
 
+from qa_core.lm_server import MODEL_ALIAS
+
 # Every process the tests start: no network calls for price maps, telemetry or OTLP export.
 QUIET_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -153,7 +155,8 @@ def llama_server(**settings: str) -> Iterator[str]:
     port = free_port()
     args = [sys.executable, "-m", "qa_core.cli", "lm", "serve"]
     env = {**settings, "LM_SERVER_PORT": str(port)}
-    with running(args, f"http://127.0.0.1:{port}/v1/models", env=env, timeout_s=120, name="llama.cpp server"):
+    ready = f"http://127.0.0.1:{port}/props?model={MODEL_ALIAS}"  # answers once the base model is loaded
+    with running(args, ready, env=env, timeout_s=120, name="llama.cpp server"):
         yield f"http://127.0.0.1:{port}/v1"
 
 

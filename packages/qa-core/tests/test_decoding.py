@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 
+import httpx
 import pytest
 
 from qa_core.adapters import JSONAdapter, constrained_response_format
@@ -46,10 +47,30 @@ def test_regex_syntax_in_a_passage_is_matched_literally() -> None:
         assert not pattern.fullmatch(word)
 
 
-def test_the_pattern_converts_into_a_llama_cpp_grammar() -> None:
-    grammar = pytest.importorskip("llama_cpp.llama_grammar")
-    schema = {"type": "object", "properties": {"answer": {"type": "string", "pattern": span_pattern((TRICKY, PLAIN))}}}
-    grammar.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+@pytest.mark.slow
+@pytest.mark.lm
+def test_llama_server_turns_the_pattern_into_a_grammar_and_keeps_to_it(llama_base: str) -> None:
+    """llama.cpp's own converter reads the pattern (a 400 if it could not), and what it decodes is a span."""
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "pattern": span_pattern((TRICKY, PLAIN))}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+    reply = httpx.post(
+        f"{llama_base}/chat/completions",
+        json={
+            "model": "smollm2-135m-instruct",
+            "messages": [{"role": "user", "content": "Quote a few words of the manual."}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}},
+            "max_tokens": 48,
+            "temperature": 0,
+        },
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    answer = json.loads(reply.json()["choices"][0]["message"]["content"])["answer"]
+    assert re.fullmatch(span_pattern((TRICKY, PLAIN)), answer), answer
 
 
 def test_the_response_schema_limits_citations_to_the_passages_of_this_call(index: CorpusIndex) -> None:

@@ -1,18 +1,15 @@
 from __future__ import annotations
 
+import configparser
 import json
+from pathlib import Path
 
 import dspy
-import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from qa_core.adapters import JSONAdapter, constrained_response_format
 from qa_core.lm import adapter_of, build_adapter, build_lm
-from qa_core.lm_server import JsonSchemaToGrammar, llama_response_format
+from qa_core.lm_server import ADAPTER_SEPARATOR, MODEL_ALIAS, presets, served_adapters
 from qa_core.program import AnswerFromPassages, build_program
 from qa_core.settings import CoreSettings
 
@@ -45,32 +42,21 @@ def test_the_response_schema_keeps_the_limits_declared_on_top_level_fields() -> 
     assert schema["required"] == ["citations", "answer"]  # the passage is chosen before the words
 
 
-def test_openai_json_schema_becomes_llama_cpp_json_object_with_schema() -> None:
-    payload = {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}
-    assert llama_response_format(payload)
-    assert payload["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
-    untouched = {"response_format": {"type": "json_object"}}
-    assert not llama_response_format(untouched)
-    assert not llama_response_format({"messages": []})
-
-
-async def test_the_middleware_rewrites_only_chat_completion_bodies() -> None:
-    async def echo(request: Request) -> JSONResponse:
-        return JSONResponse({"raw": (await request.body()).decode(), "length": request.headers["content-length"]})
-
-    inner = Starlette(
-        routes=[Route("/v1/chat/completions", echo, methods=["POST"]), Route("/other", echo, methods=["POST"])]
-    )
-    transport = httpx.ASGITransport(app=JsonSchemaToGrammar(inner))
-    schema_format = {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}
-    async with httpx.AsyncClient(transport=transport, base_url="http://lm") as client:
-        rewritten = (await client.post("/v1/chat/completions", json={"response_format": schema_format})).json()
-        assert json.loads(rewritten["raw"])["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
-        assert int(rewritten["length"]) == len(rewritten["raw"].encode())
-        other = (await client.post("/other", json={"response_format": schema_format})).json()
-        assert json.loads(other["raw"])["response_format"] == schema_format
-        broken = (await client.post("/v1/chat/completions", content=b"{not json")).json()
-        assert broken["raw"] == "{not json"  # passed through untouched, for the server's own 4xx
+def test_the_presets_serve_the_base_model_and_one_model_per_adapter(tmp_path: Path) -> None:
+    (tmp_path / "job-0123456789ab.gguf").write_bytes(b"GGUF")
+    (tmp_path / ".job-fedcba987654.gguf.partial").write_bytes(b"GG")  # a job still writing it
+    (tmp_path / "Not A Job.gguf").write_bytes(b"GGUF")  # not a name a job writes: never a model name
+    settings = CoreSettings(_env_file=None, lm_server_context=2048, lm_server_parallel=4)
+    adapters = served_adapters(tmp_path)
+    assert list(adapters) == [f"{MODEL_ALIAS}{ADAPTER_SEPARATOR}job-0123456789ab"]
+    ini = configparser.ConfigParser()
+    ini.read_string("[file]\n" + presets(settings, adapters))  # the version line comes before any section
+    assert ini["file"]["version"] == "1"
+    assert ini["*"]["model"] == str(settings.gguf_path)
+    assert (ini["*"]["ctx-size"], ini["*"]["parallel"]) == ("8192", "4")  # every slot gets the full window
+    assert ini[MODEL_ALIAS]["load-on-startup"] == "true"
+    assert ini[f"{MODEL_ALIAS}+job-0123456789ab"]["lora"] == str(tmp_path / "job-0123456789ab.gguf")
+    assert served_adapters(tmp_path / "missing") == {}
 
 
 @pytest.mark.parametrize("structured", [True, False])

@@ -71,9 +71,20 @@ class CoreSettings(BaseSettings):
     lm_server_port: int = Field(8080, ge=1, le=65535, description="Port of the local LM server.")
     lm_server_context: int = Field(4096, ge=512, description="Context window of the local LM server, in tokens.")
     lm_server_threads: int | None = Field(
-        None,
+        None, ge=1, description="CPU threads for generation in the local LM; default llama-server's (all cores)."
+    )
+    lm_server_parallel: int = Field(
+        4,
         ge=1,
-        description="CPU threads for generation in the local LM; default half the cores (llama-cpp-python's default).",
+        le=64,
+        description="Requests the local LM decodes together (llama-server's slots); each slot gets the full "
+        "context window.",
+    )
+    lm_server_models_max: int = Field(
+        2, ge=1, description="Models (the base, or the base with one adapter) the local LM keeps loaded at once."
+    )
+    lm_server_binary: Path | None = Field(
+        None, description="The llama-server binary; default: the one `make setup` builds into .venv/bin, or PATH."
     )
     lm_server_adapters_dir: Path | None = Field(
         None,

@@ -73,7 +73,9 @@ def export_lora_gguf(adapter_dir: Path, base_config: dict, out_path: Path) -> Pa
     n_kv_head = base_config.get("num_key_value_heads", n_head)
     tensors = gguf_tensors(load_file(str(adapter_dir / "adapter_model.safetensors")), n_head, n_kv_head)
 
-    writer = gguf.GGUFWriter(str(out_path), arch="llama")
+    # Written beside the target, then renamed: the LM server watches the folder and must never see half a file.
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    writer = gguf.GGUFWriter(str(partial), arch="llama")
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(adapter_config["lora_alpha"]))
@@ -83,6 +85,7 @@ def export_lora_gguf(adapter_dir: Path, base_config: dict, out_path: Path) -> Pa
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    partial.replace(out_path)
     return out_path
 
 

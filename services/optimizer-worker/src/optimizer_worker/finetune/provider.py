@@ -8,7 +8,10 @@ and returns the name of the tuned model. Here that name is the LM server's alias
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +26,7 @@ from optimizer_worker.finetune.gguf_export import export_lora_gguf
 from optimizer_worker.finetune.lora import TrainBudget, TrainResult, dequantized_base, train_lora
 from optimizer_worker.settings import Settings
 from qa_core.lm import LOCAL_PROVIDER, build_lm
-from qa_core.lm_server import ADAPTER_SEPARATOR
+from qa_core.lm_server import ADAPTER_SEPARATOR, MODEL_ALIAS
 
 
 # --8<-- [start:training-job]
@@ -59,8 +62,10 @@ class LoRAProvider(Provider):
         adapter_name: str,
         budget: TrainBudget,
         on_event: Callable[[str, dict[str, Any]], None] = lambda stage, detail: None,
+        lm_api_base: str | None = None,
     ) -> None:
         super().__init__()
+        self.lm_api_base = lm_api_base
         self.finetunable = True
         self.TrainingJob = LoRATrainingJob
         self.gguf_path, self.adapters_dir, self.work_dir = gguf_path, adapters_dir, work_dir
@@ -95,6 +100,8 @@ class LoRAProvider(Provider):
         self.adapters_dir.mkdir(parents=True, exist_ok=True)
         base_config = json.loads((base_dir / "config.json").read_text())
         export_lora_gguf(peft_dir, base_config, self.adapters_dir / f"{self.adapter_name}.gguf")
+        if self.lm_api_base is not None:
+            wait_until_served(self.lm_api_base, adapter_model(MODEL_ALIAS, self.adapter_name))
         job.stage = "done"
         self.on_event(job.stage, {"examples": job.result_details.examples, "seconds": job.result_details.seconds})
         return adapter_model(model, self.adapter_name)
@@ -103,6 +110,21 @@ class LoRAProvider(Provider):
 def adapter_model(base_model: str, adapter_name: str) -> str:
     """The model name of `base_model` with an adapter: `llamacpp/smollm2-135m-instruct+job-1a2b`."""
     return f"{base_model.split(ADAPTER_SEPARATOR, 1)[0]}{ADAPTER_SEPARATOR}{adapter_name}"
+
+
+def wait_until_served(lm_api_base: str, model: str, timeout_s: float = 30.0) -> None:
+    """Wait until the LM server lists `model`: it picks a new adapter file up within a second."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(f"{lm_api_base}/models", timeout=5) as r:
+            if model in {entry.get("id") for entry in json.load(r).get("data", [])}:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the LM server at {lm_api_base} does not serve {model} after {timeout_s:.0f} s: "
+                "does it read the same LM_SERVER_ADAPTERS_DIR?"
+            )
+        time.sleep(0.2)
 
 
 # --8<-- [end:provider]
@@ -152,6 +174,7 @@ def tunable_lm(settings: Settings, adapter_name: str, on_event: Callable[[str, d
         adapter_name,
         budget,
         on_event,
+        settings.lm_api_base,
     )
     lm = build_lm(settings)
     lm.provider = provider
