@@ -9,13 +9,16 @@ qa-api's work taken away. The two rows side by side are what qa-api costs on top
 from __future__ import annotations
 
 import contextlib
+import json
 import statistics
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -91,3 +94,49 @@ def replay(bodies: list[bytes], lm_base: str, users: int, duration: float) -> di
         "p95_ms": 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
         "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
     }
+
+
+def time_to_first_token(api_url: str, questions: list[str]) -> dict:
+    """One user streams each question: seconds to the first `token` event and to the `final` event."""
+    first, final = [], []
+    for question in questions:
+        request = urllib.request.Request(
+            f"{api_url}/v1/answer/stream",
+            data=json.dumps({"question": question}).encode(),
+            headers={"Content-Type": "application/json", "X-Synthetic": "1"},
+        )
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=120) as stream:
+            for line in stream:
+                if line.startswith(b"event: token") and len(first) < len(final) + 1:
+                    first.append(time.monotonic() - started)
+                if line.startswith(b"event: final"):
+                    final.append(time.monotonic() - started)
+                    break
+    return {
+        "streams": len(final),
+        "ttft_p50_ms": 1000 * statistics.median(first or [0.0]),
+        "final_p50_ms": 1000 * statistics.median(final or [0.0]),
+    }
+
+
+def batch_throughput(api_url: str, questions: list[str], size: int) -> dict:
+    """One `/v1/answer/batch` request of `size` questions: questions answered per second."""
+    request = urllib.request.Request(
+        f"{api_url}/v1/answer/batch",
+        data=json.dumps({"questions": questions[:size]}).encode(),
+        headers={"Content-Type": "application/json", "X-Synthetic": "1"},
+    )
+    started = time.monotonic()
+    with urllib.request.urlopen(request, timeout=600) as reply:
+        results = json.load(reply)["results"]
+    elapsed = time.monotonic() - started
+    return {"questions": size, "ok": sum(r["ok"] for r in results), "seconds": elapsed, "per_s": size / elapsed}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
