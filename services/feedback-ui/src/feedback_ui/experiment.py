@@ -136,11 +136,15 @@ class Experiment:
             raise UpstreamUnavailable(f"The MLflow registry cannot be read: {str(error)[:200]}") from error
 
     async def serving(self) -> dict[str, Any] | None:
-        """What qa-api serves right now (it re-reads the registry every REGISTRY_POLL_S)."""
+        """What qa-api serves right now (it re-reads the registry every REGISTRY_POLL_S): its readiness
+        `program` check (champion, challenger, challenger_share) and its status (ready or degraded)."""
         try:
             response = await self.http.get(f"{self.settings.qa_api_url.rstrip('/')}/health/ready", timeout=5)
-            return response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+            if response.status_code != 200:
+                return None
+            ready = response.json()
+            return {**ready["checks"]["program"], "status": ready["status"]}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
 
     async def _registry_or_problem(self) -> tuple[RegistryState | None, str | None]:
