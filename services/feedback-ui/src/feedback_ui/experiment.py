@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from feedback_ui import stats
 from feedback_ui.db import Database
-from feedback_ui.errors import Conflict, UpstreamUnavailable
 from feedback_ui.guardrails import Guardrails, read_guardrails
-from feedback_ui.models import AuditEntry, Feedback, Preference, utcnow
+from feedback_ui.models import AuditEntry, Feedback, Preference
 from feedback_ui.settings import Settings
 from qa_core import contracts, registry
+from qa_core.database import utcnow
+from qa_core.web.errors import Conflict, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 MIN_RATED_PER_VARIANT = 30  # below this, the page says it is too early to call
