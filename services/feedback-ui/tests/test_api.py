@@ -6,17 +6,23 @@ Real PostgreSQL, a real MLflow server; the app runs in this process with its out
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import http.server
+import json
+import threading
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select, update
 
 from feedback_ui.db import session_scope
-from feedback_ui.models import Feedback, OutboxItem
+from feedback_ui.models import Answer, Feedback, OutboxItem
 from feedback_ui.outbox import Claimed, deliver_trace, record
 from feedback_ui.traces import TraceStore
 from qa_core import contracts, registry
 from qa_core.settings import CoreSettings
+from tests.support.processes import free_port
 from tests.support.programs import register_program
 
 pytestmark = pytest.mark.slow
@@ -360,11 +366,14 @@ def test_health_reports_the_outbox_and_metrics_are_prometheus_text(deployment) -
         live = client.get("/health/live")
         metrics = client.get("/metrics")
         annotator_outbox = client.get("/api/outbox", headers=deployment.bearer())
+        docs = client.get("/api/docs")
     assert ready.status_code == 200
-    assert ready.json()["outbox"]["pending"] == 0
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["checks"]["outbox"]["pending"] == 0
     assert live.json() == {"status": "ok"}
     assert "feedback_outbox_items" in metrics.text
     assert annotator_outbox.status_code == 403
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # Swagger UI's assets load
 
 
 def test_an_unreachable_database_is_a_503_not_a_500(deployment, users_env) -> None:
@@ -377,4 +386,53 @@ def test_an_unreachable_database_is_a_503_not_a_500(deployment, users_env) -> No
         ready = client.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
+    assert "nothing was saved" in response.json()["error"]["message"]
     assert ready.status_code == 503
+    assert ready.json()["checks"]["database"]["ok"] is False
+
+
+@contextlib.contextmanager
+def stub_qa_api(seen: list[dict[str, str]]) -> Iterator[str]:
+    """A qa-api that records the headers of each question and answers with the request id it was given."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append({key.lower(): value for key, value in self.headers.items()})
+            body = json.dumps({
+                "answer": "5000", "citations": [], "variant": "champion", "model_version": "1",
+                "trace_id": "tr-" + uuid.uuid4().hex, "request_id": self.headers.get("X-Request-Id", "minted"),
+            }).encode()  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_pages_request_id_goes_on_to_qa_api_and_is_kept_with_the_answer(deployment) -> None:
+    seen: list[dict[str, str]] = []
+    longest = "r" * 128  # the longest id any service accepts; the answers table keeps all of it
+    with stub_qa_api(seen) as qa_url, deployment.app(QA_API_URL=qa_url) as client:
+        csrf = deployment.login(client, "ann")
+        page = client.post(
+            "/ask", data={"question": "Which port?", "csrf_token": csrf}, headers={"X-Request-Id": longest}
+        )
+        minted = client.post("/ask", data={"question": "Which port?", "csrf_token": csrf})
+    assert (page.status_code, minted.status_code) == (200, 200)
+    assert [headers["x-request-id"] for headers in seen] == [longest, minted.headers["X-Request-Id"]]
+    with session_scope(deployment.settings.database_url) as session:
+        stored = set(session.scalars(select(Answer.request_id)))
+    assert stored == {longest, minted.headers["X-Request-Id"]}

@@ -94,7 +94,7 @@ def test_feedback_for_a_trace_that_never_appears_is_parked_not_dropped(deploymen
         view = deployment.wait_until(parked, timeout_s=20, what="parked")
         ready = client.get("/health/ready").json()
     assert "is not (completely) in MLflow yet" in view["deliveries"][0]["last_error"]
-    assert ready["outbox"]["failed"] == 1
+    assert ready["checks"]["outbox"]["failed"] == 1
     with session_scope(deployment.settings.database_url) as session:
         [item] = session.scalars(select(OutboxItem)).all()
         assert (item.trace_id, item.status) == (missing, "failed")

@@ -31,7 +31,7 @@ ARTIFACTS = Path(__file__).parents[3] / "test-artifacts" / "feedback-ui"
 
 
 def pending(ui: processes.ManagedProcess) -> int:
-    return httpx.get(f"{ui.url}/health/ready", timeout=10).json()["outbox"]["pending"]
+    return httpx.get(f"{ui.url}/health/ready", timeout=10).json()["checks"]["outbox"]["pending"]
 
 
 # --8<-- [start:outbox-test]

@@ -17,10 +17,11 @@ def test_an_unknown_optimizer_is_a_422_naming_the_field(deployment) -> None:
         response = client.post("/v1/jobs", json={**JOB, "optimizer": "adamw"})
     assert response.status_code == 422
     error = response.json()["error"]
-    assert error["code"] == "validation_error"
+    assert error["code"] == "invalid_request"
     assert error["message"].startswith("optimizer:")
     assert error["request_id"]
     assert [f["field"] for f in error["fields"]] == ["optimizer"]
+    assert error["fields"][0]["message"]
 
 
 def test_a_budget_outside_the_optimizers_range_is_a_422_that_gives_the_range(deployment) -> None:
@@ -86,7 +87,8 @@ def test_a_new_job_is_queued_with_its_options_and_can_be_cancelled_once(deployme
         queued = client.get("/v1/jobs", params={"state": "queued"}).json()["jobs"]
     assert cancelled.status_code == 200
     assert cancelled.json()["state"] == "cancelled"
-    assert cancelled.json()["finished_at"]
+    assert cancelled.json()["finished_at"].endswith("+00:00")  # read back aware, in UTC
+    assert created["created_at"].endswith("+00:00")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "job_not_cancellable"
     assert queued == []
@@ -111,7 +113,8 @@ def test_health_and_metrics(deployment) -> None:
         metrics = client.get("/metrics").text
     assert live.json() == {"status": "ok"}
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "queue": "ok"}
+    assert ready.json()["status"] == "ready"
+    assert {name: check["ok"] for name, check in ready.json()["checks"].items()} == {"database": True, "queue": True}
     assert 'optimizer_jobs{optimizer="bootstrap_fewshot",state="queued"} 1.0' in metrics
     assert 'optimizer_jobs_submitted_total{optimizer="bootstrap_fewshot"} 1.0' in metrics
     assert "optimizer_api_request_seconds" in metrics
@@ -122,7 +125,9 @@ def test_readiness_reports_an_unreachable_queue(deployment) -> None:
         ready = client.get("/health/ready")
         submitted = client.post("/v1/jobs", json=JOB)
     assert ready.status_code == 503
-    assert ready.json()["checks"]["queue"].startswith("unavailable")
+    assert ready.json()["status"] == "not_ready"
+    assert ready.json()["checks"]["queue"]["ok"] is False
+    assert ready.json()["checks"]["queue"]["detail"].startswith("unavailable")
     assert submitted.status_code == 503
     assert submitted.json()["error"]["code"] == "queue_unavailable"
 
@@ -170,4 +175,4 @@ def test_an_unreachable_database_is_a_503_not_a_500(deployment) -> None:
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
     assert ready.status_code == 503
-    assert ready.json()["checks"]["database"].startswith("unavailable")
+    assert ready.json()["checks"]["database"]["detail"].startswith("unavailable")

@@ -44,7 +44,7 @@ async def test_mlflow_going_down_never_stops_serving_and_the_service_recovers(qa
             "mlflow_timeout_s": 1.0,
         }
         async with qa_client(**settings) as api:
-            assert (await ready(api))["champion"] == version
+            assert (await ready(api))["checks"]["program"]["champion"] == version
 
             server.stop()
             await eventually(lambda: _degraded(api, True))
@@ -53,7 +53,7 @@ async def test_mlflow_going_down_never_stops_serving_and_the_service_recovers(qa
             assert {r.json()["model_version"] for r in answers} == {version}
             state = await ready(api)
             assert state["status"] == "degraded"
-            assert state["problem"].startswith("registry:")
+            assert state["checks"]["registry"]["detail"].startswith("registry:")
 
             server.start()
             await eventually(lambda: _degraded(api, False))
@@ -64,7 +64,7 @@ async def test_mlflow_going_down_never_stops_serving_and_the_service_recovers(qa
 
 
 async def _degraded(api, expected: bool) -> bool:
-    return (await ready(api))["degraded"] is expected
+    return (await ready(api))["checks"]["registry"]["ok"] is not expected
 
 
 async def test_an_unreachable_registry_at_start_serves_the_baseline_as_degraded(qa_client) -> None:
@@ -77,7 +77,7 @@ async def test_an_unreachable_registry_at_start_serves_the_baseline_as_degraded(
     async with qa_client(**settings) as api:
         state = await ready(api)
         answer = await api.post("/v1/answer", json=QUESTION)
-    assert (state["ready"], state["degraded"], state["source"]) == (True, True, "baseline")
+    assert (state["status"], state["checks"]["program"]["source"]) == ("degraded", "baseline")
     assert answer.status_code == 200
     assert answer.json()["model_version"] == contracts.BASELINE_VERSION
     assert answer.json()["trace_id"] is None

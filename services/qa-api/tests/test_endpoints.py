@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from qa_core.web.security import API_CSP
 from tests.support.processes import free_port, lm_simulator
 
 QUESTION = {"question": "Which port does the MLflow tracking server listen on?"}
@@ -181,12 +182,14 @@ async def test_a_failure_inside_a_stream_is_an_error_event(qa_client) -> None:
 async def test_health_and_metrics(qa_client) -> None:
     async with qa_client() as client:
         assert (await client.get("/health/live")).json() == {"status": "ok"}
-        ready = (await client.get("/health/ready")).json()
+        ready = await client.get("/health/ready")
         await client.post("/v1/answer", json=QUESTION)
         exposition = (await client.get("/metrics")).text
-    assert ready["ready"] is True
-    assert ready["source"] == "baseline"
-    assert ready["degraded"] is False
+    assert ready.status_code == 200
+    assert ready.headers["content-security-policy"] == API_CSP
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["checks"]["program"]["source"] == "baseline"
+    assert ready.json()["checks"]["registry"]["ok"] is True
     assert 'qa_requests_total{endpoint="answer",status="ok",synthetic="false",variant="champion"}' in exposition
     assert "qa_request_duration_seconds_bucket" in exposition
     assert 'qa_lm_call_duration_seconds_count{variant="champion"}' in exposition

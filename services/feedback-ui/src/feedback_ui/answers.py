@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from feedback_ui.db import Database
-from feedback_ui.errors import UpstreamUnavailable
 from feedback_ui.models import Answer
 from feedback_ui.qa_client import QaClient
 from feedback_ui.traces import TraceView
 from qa_core.contracts import AnswerResponse, Variant
+from qa_core.web.errors import UpstreamUnavailable
 
 
 def remember(session: Session, answer: Answer) -> None:

@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from feedback_ui import csrf, metrics
 from feedback_ui.db import Database
 from feedback_ui.errors import Forbidden, NotAuthenticated, TooManyLogins
-from feedback_ui.models import LoginFailure, utcnow
+from feedback_ui.models import LoginFailure
 from feedback_ui.settings import Role, Settings
+from qa_core.database import utcnow
 
 ROLE_RANK: dict[str, int] = {"annotator": 1, "admin": 2}
 HASHER = PasswordHasher()

@@ -14,11 +14,11 @@ from typing import Literal
 
 from feedback_ui.answers import from_response, remember
 from feedback_ui.db import Database
-from feedback_ui.errors import NotFound
 from feedback_ui.feedback import FeedbackService, PreferenceIn, Submitted
 from feedback_ui.models import Answer, Comparison
 from feedback_ui.qa_client import QaClient
 from qa_core import contracts
+from qa_core.web.errors import NotFound
 
 
 @dataclass(frozen=True)

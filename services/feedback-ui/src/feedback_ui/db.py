@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -10,6 +9,7 @@ from typing import TypeVar
 import anyio
 from sqlalchemy.orm import Session
 
+from feedback_ui.settings import Settings
 from qa_core import database
 from qa_core.database import engine_for, session_scope
 
@@ -34,22 +34,11 @@ class Database:
         return await anyio.to_thread.run_sync(in_thread, limiter=self.slots)
 
 
-# --8<-- [start:migrate]
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the feedback database to `revision`; compose runs this as a one-shot job before the service."""
+    """Bring the feedback database to `revision`; compose runs `feedback-ui-migrate` before the service."""
     database.migrate(url, MIGRATIONS, revision)
 
 
 def migrate_main(argv: list[str] | None = None) -> None:
     """Console entry point: `feedback-ui-migrate [revision]`."""
-    from feedback_ui.settings import Settings
-
-    parser = argparse.ArgumentParser(prog="feedback-ui-migrate", description="Migrate the feedback database.")
-    parser.add_argument("revision", nargs="?", default="head")
-    args = parser.parse_args(argv)
-    settings = Settings()
-    migrate(settings.database_url, args.revision)
-    print(f"feedback database at {args.revision}")
-
-
-# --8<-- [end:migrate]
+    database.migrate_main(Settings, MIGRATIONS, "feedback database", argv)

@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from feedback_ui import stats
 from feedback_ui.db import Database
-from feedback_ui.errors import Conflict, UpstreamUnavailable
 from feedback_ui.guardrails import Guardrails, read_guardrails
-from feedback_ui.models import AuditEntry, Feedback, Preference, utcnow
+from feedback_ui.models import AuditEntry, Feedback, Preference
 from feedback_ui.settings import Settings
 from qa_core import contracts, registry
+from qa_core.database import utcnow
+from qa_core.web.errors import Conflict, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 MIN_RATED_PER_VARIANT = 30  # below this, the page says it is too early to call
@@ -136,11 +137,15 @@ class Experiment:
             raise UpstreamUnavailable(f"The MLflow registry cannot be read: {str(error)[:200]}") from error
 
     async def serving(self) -> dict[str, Any] | None:
-        """What qa-api serves right now (it re-reads the registry every REGISTRY_POLL_S)."""
+        """What qa-api serves right now (it re-reads the registry every REGISTRY_POLL_S): its readiness
+        `program` check (champion, challenger, challenger_share) and its status (ready or degraded)."""
         try:
             response = await self.http.get(f"{self.settings.qa_api_url.rstrip('/')}/health/ready", timeout=5)
-            return response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+            if response.status_code != 200:
+                return None
+            ready = response.json()
+            return {**ready["checks"]["program"], "status": ready["status"]}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
 
     async def _registry_or_problem(self) -> tuple[RegistryState | None, str | None]:

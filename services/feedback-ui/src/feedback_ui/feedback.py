@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 
 from feedback_ui import metrics
 from feedback_ui.db import Database
-from feedback_ui.errors import IdempotencyConflict, InvalidInput, NotFound, TraceNotFound
+from feedback_ui.errors import TraceNotFound
 from feedback_ui.models import Answer, Feedback, OutboxItem, Preference
 from feedback_ui.traces import TRACE_ID_PATTERN, MlflowUnavailable, TraceStore, is_complete, variant_and_version
 from qa_core import contracts
+from qa_core.web.errors import IdempotencyConflict, InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class FeedbackService:
             await self.resolve_trace(body.trace_id_b, "trace_id_b"),
         )
         if a.model_version is not None and a.model_version == b.model_version:
-            raise InvalidInput(
+            raise InvalidRequest(
                 f"trace_id_b: both answers come from program version {a.model_version}; compare two versions",
                 field="trace_id_b",
             )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from feedback_ui.errors import UpstreamUnavailable, WorkerApiError
 from qa_core.contracts import JobCreate, JobList, JobView
+from qa_core.web.errors import UpstreamUnavailable
+from qa_core.web.upstream import relayed_error
 
 
 class JobsClient:
@@ -20,13 +21,7 @@ class JobsClient:
                 f"The optimizer-worker's jobs API cannot be reached at {self.base_url}."
             ) from error
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                code, message = str(error["code"]), str(error["message"])
-            except (ValueError, KeyError, TypeError):
-                code, message = f"http_{response.status_code}", response.text[:200]
-            status = response.status_code if response.status_code < 500 else 502
-            raise WorkerApiError(f"jobs API: {message}", status, code)
+            raise relayed_error("jobs API", response)
         return response
 
     # --8<-- [start:jobs]

@@ -10,8 +10,6 @@ import json
 import logging
 import secrets
 import sys
-import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,23 +17,28 @@ import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback_ui import metrics
 from feedback_ui.auth import Authenticator, hash_password, token_digest
 from feedback_ui.db import Database
 from feedback_ui.experiment import Experiment
 from feedback_ui.feedback import FeedbackService
-from feedback_ui.handlers import install_handlers
+from feedback_ui.handlers import DATABASE_DOWN, respond
 from feedback_ui.jobs_client import JobsClient
 from feedback_ui.outbox import Outbox
 from feedback_ui.qa_client import QaClient
+from feedback_ui.readiness import readiness_checks
 from feedback_ui.review import ReviewQueue
-from feedback_ui.routes import api, auth, experiment, health, jobs, pages
+from feedback_ui.routes import api, auth, experiment, jobs, pages
 from feedback_ui.settings import Settings
 from feedback_ui.traces import TraceStore
-from qa_core import contracts
 from qa_core.registry import configure_mlflow
+from qa_core.web import server
+from qa_core.web.handlers import install_error_handlers
+from qa_core.web.health import health_router
+from qa_core.web.metrics import metrics_router
+from qa_core.web.stack import add_kit_middleware
+from qa_core.web.upstream import propagate_request_id
 
 logger = logging.getLogger("feedback_ui")
 STATIC = Path(__file__).parent / "static"
@@ -45,44 +48,6 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
-
-
-class RequestContext:
-    """Request id (taken from X-Request-Id or made), security headers, and request metrics."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        sent = headers.get(contracts.HEADER_REQUEST_ID.lower().encode(), b"").decode("latin-1")[:64]
-        request_id = sent or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        started, status = time.perf_counter(), 500
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                extra = [
-                    (b"x-request-id", request_id.encode()),
-                    (b"content-security-policy", CSP.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"same-origin"),
-                ]
-                message["headers"] = list(message.get("headers", [])) + extra
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            metrics.REQUESTS.labels(route, str(status)).inc()
-            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
 
 
 # --8<-- [start:lifespan]
@@ -121,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mlflow_client = configure_mlflow(settings)  # no MLflow-level retries: the outbox does its own
     db = Database(settings.database_url, settings.db_threads)
     traces = TraceStore(settings.mlflow_tracking_uri, settings.mlflow_experiment_name)
-    http = httpx.AsyncClient(timeout=10.0)
+    # Every call made while serving a page carries its request id, so qa-api's logs and traces match ours.
+    http = httpx.AsyncClient(timeout=10.0, event_hooks={"request": [propagate_request_id]})
     outbox = Outbox(settings, db, traces)
 
     app = FastAPI(title="feedback-ui", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
@@ -135,9 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.review = ReviewQueue(settings, db, traces)
     state.experiment = Experiment(settings, db, mlflow_client, http)
 
-    install_handlers(app)
-    for module in (auth, pages, experiment, jobs, api, health):
+    install_error_handlers(app, respond=respond, database_message=DATABASE_DOWN)
+    for module in (auth, pages, experiment, jobs, api):
         app.include_router(module.router)
+    app.include_router(health_router(readiness_checks(app)))
+    app.include_router(metrics_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(
         SessionMiddleware,
@@ -147,19 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same_site=settings.cookie_samesite,
         https_only=bool(settings.cookie_secure),
     )  # signed (itsdangerous), always HttpOnly
-    app.add_middleware(RequestContext)
+    add_kit_middleware(app, csp=CSP, request_metrics=(metrics.REQUESTS, metrics.LATENCY))
     return app
 
 
 # --8<-- [end:create-app]
-
-
-def serve(settings: Settings) -> None:
-    import uvicorn
-
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         entry = {"name": args.name, "token_sha256": token_digest(value), "role": args.role}
         print(f"API_TOKENS entry: {json.dumps(entry)}")
     else:
-        serve(Settings())
+        settings = Settings()
+        server.serve(create_app, settings, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
 if __name__ == "__main__":

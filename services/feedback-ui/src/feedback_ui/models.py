@@ -6,31 +6,17 @@ MLflow is down, nothing is lost, because the row was committed before the page s
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stored as naive UTC, returned as aware UTC: SQLite keeps no time zone, and the two databases must agree."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
+from qa_core.database import UTCDateTime, utcnow
 
 
 class Base(DeclarativeBase):
+    # Naive UTC in the columns (the first migration made them `timestamp`), aware UTC in the code.
     type_annotation_map: ClassVar = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
 
 
@@ -45,7 +31,7 @@ class Answer(Base):
     citations: Mapped[list[Any]] = mapped_column(default=list)
     variant: Mapped[str | None] = mapped_column(String(16))
     model_version: Mapped[str | None] = mapped_column(String(32))
-    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128), doc="qa-api's echo of the page's request id")
     session_id: Mapped[str | None] = mapped_column(String(128))
     origin: Mapped[str] = mapped_column(String(16), doc="ask, compare or review")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

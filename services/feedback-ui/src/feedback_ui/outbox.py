@@ -33,10 +33,11 @@ from feedback_ui import metrics
 from feedback_ui.db import Database
 from feedback_ui.feedback import META_KEY
 from feedback_ui.models import Feedback as FeedbackRow
-from feedback_ui.models import OutboxItem, Preference, utcnow
+from feedback_ui.models import OutboxItem, Preference
 from feedback_ui.settings import Settings
 from feedback_ui.traces import MlflowUnavailable, TraceStore, is_complete, variant_and_version
 from qa_core import contracts
+from qa_core.database import utcnow
 
 logger = logging.getLogger(__name__)
 

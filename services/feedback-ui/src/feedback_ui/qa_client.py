@@ -1,14 +1,16 @@
-"""qa-api as feedback-ui calls it: async, traced, with the user's session id for sticky assignment."""
+"""qa-api as feedback-ui calls it: async, traced, with the user's session id for sticky assignment.
+
+The page's request id goes along (the app's HTTP client passes it on), so one id finds both services' logs.
+"""
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 
-from feedback_ui.errors import QaApiError, UpstreamUnavailable
 from qa_core import contracts
 from qa_core.contracts import AnswerResponse, Variant
+from qa_core.web.errors import UpstreamUnavailable
+from qa_core.web.upstream import relayed_error
 
 
 class QaClient:
@@ -21,7 +23,6 @@ class QaClient:
         headers = {
             contracts.HEADER_SESSION_ID: session_id,
             contracts.HEADER_FORCE_TRACE: "1",
-            contracts.HEADER_REQUEST_ID: f"fui-{uuid.uuid4().hex}",
         }
         if variant is not None:
             headers[contracts.HEADER_FORCE_VARIANT] = variant
@@ -35,19 +36,7 @@ class QaClient:
         except httpx.TransportError as error:
             raise UpstreamUnavailable(f"qa-api cannot be reached at {self.base_url}.") from error
         if response.status_code != 200:
-            raise _error(response)
+            raise relayed_error("qa-api", response)  # qa-api's own code and message: the page says what went wrong
         return AnswerResponse.model_validate(response.json())
 
     # --8<-- [end:ask]
-
-
-def _error(response: httpx.Response) -> QaApiError:
-    """qa-api's own error code and message, so the page can say exactly what went wrong."""
-    try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        code, message = f"http_{response.status_code}", response.text[:200] or response.reason_phrase
-    retry_after = response.headers.get("Retry-After")
-    status = response.status_code if response.status_code < 500 else 502
-    return QaApiError(f"qa-api: {message}", status, code, int(retry_after) if retry_after else None)

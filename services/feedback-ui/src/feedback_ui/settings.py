@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from qa_core.database import psycopg_url
-from qa_core.settings import CoreSettings
+from qa_core.database import DatabaseSettings
 
 STATE_DIR = Path(".state")
 Role = Literal["annotator", "admin"]
@@ -65,7 +64,7 @@ class ApiTokenConfig(BaseModel):
 
 
 # --8<-- [start:settings]
-class Settings(CoreSettings):
+class Settings(DatabaseSettings):
     """feedback-ui settings: where feedback is stored, who may log in, and how the outbox retries."""
 
     host: str = Field("127.0.0.1", description="Interface to bind.")
@@ -133,11 +132,6 @@ class Settings(CoreSettings):
     def _json_text(cls, value: Any) -> Any:
         # The environment gives JSON text (pydantic-settings parses it); keyword arguments may too.
         return json.loads(value) if isinstance(value, str) else value
-
-    @field_validator("database_url")
-    @classmethod
-    def _psycopg_driver(cls, url: str) -> str:
-        return psycopg_url(url)
 
     @model_validator(mode="after")
     def _secrets_explicit_outside_dev(self) -> Settings:

@@ -1,9 +1,12 @@
-"""Domain errors. Each maps to one HTTP status in main.py, or to a readable reason on a failed job."""
+"""The worker's domain errors. Each is an HTTP status and code for the jobs API (through the shared kit's
+handlers, `qa_core.web`), and a readable reason on a failed job."""
 
 from __future__ import annotations
 
+from qa_core.web.errors import ServiceError
 
-class WorkerError(Exception):
+
+class WorkerError(ServiceError):
     """Base class; `code` is the stable machine-readable name clients switch on."""
 
     code = "worker_error"
@@ -12,10 +15,6 @@ class WorkerError(Exception):
 
 class JobNotFound(WorkerError):
     code, status = "job_not_found", 404
-
-
-class IdempotencyConflict(WorkerError):
-    code, status = "idempotency_conflict", 409
 
 
 class JobNotCancellable(WorkerError):
@@ -44,10 +43,6 @@ class OptimizationFailed(WorkerError):
 
 class QueueUnavailable(WorkerError):
     code, status = "queue_unavailable", 503
-
-
-class DatabaseUnavailable(WorkerError):
-    code, status = "database_unavailable", 503
 
 
 class LMUnavailable(WorkerError):

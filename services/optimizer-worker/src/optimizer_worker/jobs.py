@@ -9,33 +9,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from optimizer_worker.db import session_scope
-from optimizer_worker.errors import IdempotencyConflict, JobNotCancellable, JobNotFound
+from optimizer_worker.errors import JobNotCancellable, JobNotFound
 from optimizer_worker.models import Job
 from qa_core import contracts
+from qa_core.database import utcnow as now
+from qa_core.web.errors import IdempotencyConflict
 
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    # SQLite hands datetimes back without their zone; every value we store is UTC.
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
-def aware(value: datetime | None) -> datetime | None:
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    return value.isoformat() if value is not None else None
 
 
 def to_view(job: Job, run_link_base: str) -> contracts.JobView:
@@ -245,7 +236,7 @@ class JobStore:
             elif job.attempts >= max_attempts:
                 reason = (
                     f"the worker running this job stopped without finishing it ({job.attempts} of "
-                    f"{max_attempts} attempts, last heartbeat {_iso(aware(job.heartbeat_at))}, stage {job.stage})"
+                    f"{max_attempts} attempts, last heartbeat {_iso(job.heartbeat_at)}, stage {job.stage})"
                 )
                 if self._update(
                     job.id, was_alive, state="failed", stage="failed", finished_at=now(), lease_owner=None, error=reason
@@ -265,7 +256,7 @@ class JobStore:
 
     def last_created_at(self) -> datetime | None:
         with session_scope(self.url) as session:
-            return aware(session.scalar(select(func.max(Job.created_at))))
+            return session.scalar(select(func.max(Job.created_at)))
 
     def active_count(self) -> int:
         with session_scope(self.url) as session:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from optimizer_worker.jobs import JobStore, aware
+from optimizer_worker.jobs import JobStore
 
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, float("inf"))
 
@@ -39,7 +39,7 @@ class JobsCollector(Collector):
         grouped: dict[tuple[str, str], list[float]] = {}
         for job in finished:
             if job.started_at and job.finished_at:
-                seconds = (aware(job.finished_at) - aware(job.started_at)).total_seconds()  # type: ignore[operator]
+                seconds = (job.finished_at - job.started_at).total_seconds()
                 grouped.setdefault((job.optimizer, job.state), []).append(seconds)
         for labels, values in sorted(grouped.items()):
             buckets = [(str(b), sum(1 for v in values if v <= b)) for b in DURATION_BUCKETS]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from qa_core.database import UTCDateTime
 
 
 class Base(DeclarativeBase):
@@ -26,13 +28,13 @@ class Job(Base):
     dataset_options: Mapped[dict[str, Any]] = mapped_column(JSON)
     stage: Mapped[str] = mapped_column(String(32), default="queued")
     percent: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True))
     # The lease: who runs the job and when it last said it was alive. A stale lease means a dead worker.
     lease_owner: Mapped[str | None] = mapped_column(String(128))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))

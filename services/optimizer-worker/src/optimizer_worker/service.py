@@ -23,6 +23,7 @@ from optimizer_worker.queue import enqueue
 from optimizer_worker.settings import Settings
 from qa_core import contracts
 from qa_core.dataset import DatasetError, read_pairs
+from qa_core.web.health import CheckResult, ReadinessCheck
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,26 +93,33 @@ async def cancel_job(ctx: ApiContext, job_id: str) -> contracts.JobView:
     return to_view(await in_thread(ctx, ctx.store.cancel, job_id), ctx.settings.run_link_base)
 
 
-def _check_database(url: str) -> str:
+def _check_database(url: str) -> CheckResult:
     try:
         with engine_for(url).connect() as connection:
             connection.execute(text("SELECT count(*) FROM jobs"))
-        return "ok"
+        return CheckResult(True, "the jobs table answers")
     except OperationalError as exc:
-        return f"unavailable: {str(exc).splitlines()[0][:200]}"
+        return CheckResult(False, f"unavailable: {str(exc).splitlines()[0][:200]}")
 
 
-def _check_broker(app: Celery) -> str:
+def _check_broker(app: Celery) -> CheckResult:
     try:
         with app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
-        return "ok"
+        return CheckResult(True, "the broker answers")
     except (BrokerError, OSError) as exc:
-        return f"unavailable: {exc}"
+        return CheckResult(False, f"unavailable: {exc}")
 
 
-async def readiness(ctx: ApiContext) -> dict[str, str]:
-    return {
-        "database": await in_thread(ctx, _check_database, ctx.settings.database_url),
-        "queue": await in_thread(ctx, _check_broker, ctx.celery),
-    }
+def readiness_checks(context: Callable[[], ApiContext]) -> list[ReadinessCheck]:
+    """The jobs table and the broker; `context` gives the API's context once its lifespan built it."""
+
+    async def database() -> CheckResult:
+        ctx = context()
+        return await in_thread(ctx, _check_database, ctx.settings.database_url)
+
+    async def queue() -> CheckResult:
+        ctx = context()
+        return await in_thread(ctx, _check_broker, ctx.celery)
+
+    return [ReadinessCheck("database", database), ReadinessCheck("queue", queue)]

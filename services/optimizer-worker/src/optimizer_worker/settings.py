@@ -7,8 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from qa_core import contracts
-from qa_core.database import psycopg_url
-from qa_core.settings import CoreSettings
+from qa_core.database import DatabaseSettings
 
 STATE_DIR = Path(".state")
 
@@ -37,7 +36,7 @@ DEFAULT_BUDGET_RANGES: dict[contracts.OptimizerName, tuple[int, int]] = {
 
 
 # --8<-- [start:settings]
-class Settings(CoreSettings):
+class Settings(DatabaseSettings):
     """optimizer-worker settings: the jobs database, the queue, and how jobs optimize and decide."""
 
     database_url: str = Field(
@@ -126,11 +125,6 @@ class Settings(CoreSettings):
     api_host: str = Field("127.0.0.1", description="Interface the jobs API binds.")
     api_port: int = Field(8001, ge=1, le=65535, description="Port of the jobs API.")
     api_db_threads: int = Field(8, ge=1, le=64, description="Threads the API uses for database and queue calls.")
-
-    @field_validator("database_url")
-    @classmethod
-    def _psycopg_driver(cls, url: str) -> str:
-        return psycopg_url(url)
 
     @field_validator("budget_ranges")
     @classmethod

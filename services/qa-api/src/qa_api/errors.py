@@ -1,12 +1,10 @@
-"""Domain errors and the one JSON shape every error response has.
+"""qa-api's domain errors, and how DSPy's LM errors map onto them.
 
-`{"error": {"code": ..., "message": ..., "request_id": ...}}`, with a status that says whose fault it was:
-4xx for the client, 502/503/504 for the LM behind us.
+Each has a status that says whose fault it was: 4xx for the client, 502/503/504 for the LM behind us. The
+envelope and the handlers are the shared kit's (`qa_core.web`).
 """
 
 from __future__ import annotations
-
-import logging
 
 from dspy.utils.exceptions import (
     AdapterParseError,
@@ -16,26 +14,8 @@ from dspy.utils.exceptions import (
     LMTimeoutError,
     LMTransportError,
 )
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-logger = logging.getLogger(__name__)
-
-
-class ServiceError(Exception):
-    """An error with a meaning, a status and a stable code."""
-
-    status = 500
-    code = "internal"
-    retry_after: int | None = None
-
-    def __init__(self, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if retry_after is not None:
-            self.retry_after = retry_after
+from qa_core.web.errors import InvalidRequest, ServiceError
 
 
 class Overloaded(ServiceError):
@@ -66,10 +46,8 @@ class LMTimedOut(ServiceError):
     status, code = 504, "lm_timeout"
 
 
-class InvalidItem(ServiceError):
+class InvalidItem(InvalidRequest):
     """One bad item of a batch; reported in place, the other items are still answered."""
-
-    status, code = 422, "invalid_request"
 
 
 # --8<-- [start:lm-errors]
@@ -101,43 +79,3 @@ def from_lm_error(error: Exception, retry_after: int) -> ServiceError:
 
 
 # --8<-- [end:lm-errors]
-
-
-def error_body(code: str, message: str, request_id: str | None, **extra: object) -> dict:
-    return {"error": {"code": code, "message": message, "request_id": request_id, **extra}}
-
-
-def _request_id(request: Request) -> str | None:
-    return getattr(request.state, "request_id", None)
-
-
-def install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, error: ServiceError) -> JSONResponse:
-        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-        return JSONResponse(
-            error_body(error.code, error.message, _request_id(request)), status_code=error.status, headers=headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        fields = [
-            {"field": ".".join(str(part) for part in item["loc"] if part != "body"), "message": item["msg"]}
-            for item in error.errors()
-        ]
-        message = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
-        return JSONResponse(
-            error_body("invalid_request", message, _request_id(request), fields=fields), status_code=422
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body(f"http_{error.status_code}", str(error.detail), _request_id(request)),
-            status_code=error.status_code,
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        logger.exception("unhandled error in request %s", _request_id(request))
-        return JSONResponse(error_body("internal", "Internal error.", _request_id(request)), status_code=500)

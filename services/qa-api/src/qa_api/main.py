@@ -13,16 +13,21 @@ import mlflow
 from fastapi import FastAPI
 
 from qa_api import metrics, tracing
-from qa_api.errors import install_handlers
 from qa_api.mcp_server import build_mcp_server
-from qa_api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from qa_api.readiness import readiness_checks
 from qa_api.registry_watch import REGISTRY_ERRORS, ProgramRegistry
-from qa_api.routes import answer, health
+from qa_api.routes import answer
 from qa_api.serving import Answerer
 from qa_api.settings import Settings
 from qa_api.trace_recorder import TraceRecorder
 from qa_core.lm import build_adapter, build_lm, configure_dspy
 from qa_core.registry import configure_mlflow
+from qa_core.web import server
+from qa_core.web.handlers import install_error_handlers
+from qa_core.web.health import health_router
+from qa_core.web.metrics import metrics_router
+from qa_core.web.security import API_CSP
+from qa_core.web.stack import add_kit_middleware
 
 logger = logging.getLogger("qa_api")
 
@@ -125,9 +130,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             TraceRecorder(settings.mlflow_tracking_uri, settings.trace_queue_max, on_outcome=metrics.count_traces),
         ),
     )
-    install_handlers(app)
+    install_error_handlers(app)
     app.include_router(answer.build_router(settings))
-    app.include_router(health.router)
+    app.include_router(health_router(readiness_checks(app.state.programs)))
+    app.include_router(metrics_router())
     app.state.mcp = build_mcp_server(app.state.answerer) if settings.mcp_enabled else None
     if app.state.mcp is not None:
         app.mount(
@@ -137,8 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
     tracing.setup_opentelemetry(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    add_kit_middleware(app, csp=API_CSP, max_body_bytes=settings.max_body_bytes)
     return app
 
 
@@ -147,17 +152,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def run() -> None:
     """Console entry point: `qa-api`."""
-    import uvicorn
-
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(settings),
+    server.serve(
+        create_app,
+        settings,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        shutdown_grace_s=settings.shutdown_grace_s,
     )
 
 

@@ -13,11 +13,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
-from qa_api.errors import ServiceError
 from qa_api.routes.answer import TRUE
 from qa_api.serving import AnswerContext, Answerer
 from qa_core import contracts
 from qa_core.contracts import AnswerResponse
+from qa_core.web.errors import ServiceError
 
 
 def _http_request(ctx: Context) -> Any:

@@ -17,7 +17,6 @@ from qa_api.errors import (
     Overloaded,
     ProgramNotLoaded,
     RequestTimedOut,
-    ServiceError,
     VariantUnavailable,
     from_lm_error,
 )
@@ -28,6 +27,7 @@ from qa_api.trace_recorder import PendingTrace
 from qa_api.tracing import TraceSampler, record_answer, request_trace
 from qa_core import contracts
 from qa_core.contracts import AnswerResponse, Citation, Variant
+from qa_core.web.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

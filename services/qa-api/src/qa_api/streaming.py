@@ -18,11 +18,12 @@ from dspy.streaming import StatusMessage, StatusMessageProvider, StreamListener,
 from dspy.utils.exceptions import AdapterParseError, LMError
 
 from qa_api import metrics
-from qa_api.errors import ServiceError, error_body, from_lm_error
+from qa_api.errors import from_lm_error
 from qa_api.json_tokens import JsonStringTokens, PlainTokens
 from qa_api.registry_watch import LoadedProgram
 from qa_api.serving import AnswerContext, Answerer
 from qa_api.tracing import record_answer
+from qa_core.web.errors import ServiceError, error_body
 
 
 class QAStatus(StatusMessageProvider):

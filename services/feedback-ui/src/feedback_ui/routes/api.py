@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from feedback_ui.feedback import FeedbackIn, PreferenceIn, SubmissionView, Submitted
-from feedback_ui.models import utcnow
 from feedback_ui.outbox import oldest_pending, status_counts
 from feedback_ui.routes.deps import Admin, Annotator, AnnotatorWrite
+from qa_core.database import utcnow
 
 router = APIRouter(prefix="/api", tags=["api"])
 

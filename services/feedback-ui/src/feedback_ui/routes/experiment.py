@@ -8,10 +8,10 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from feedback_ui.charts import COLORS, Bar, bar_chart
-from feedback_ui.errors import InvalidInput
 from feedback_ui.experiment import ExperimentView
 from feedback_ui.routes.deps import Admin, AdminWrite, Annotator
 from feedback_ui.templating import is_htmx, render
+from qa_core.web.errors import InvalidRequest
 
 router = APIRouter(prefix="/experiment")
 VERSION = r"^[0-9]+$"
@@ -47,7 +47,7 @@ async def confirm(
 ) -> Response:
     """Every control asks first, showing exactly what will change, and posts the version it showed."""
     if action == "share" and share_percent is None:
-        raise InvalidInput("share_percent: give the challenger's new share, from 0 to 100", field="share_percent")
+        raise InvalidRequest("share_percent: give the challenger's new share, from 0 to 100", field="share_percent")
     view = await request.app.state.experiment.view()
     settings = request.app.state.settings
     checks = view.guardrails.checks("challenger", settings) if view.guardrails else []

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
-from feedback_ui.errors import UpstreamUnavailable
 from feedback_ui.feedback import KEY_RULES
 from feedback_ui.routes.deps import AdminWrite, Annotator
 from feedback_ui.templating import is_htmx, render
 from qa_core.contracts import DatasetOptions, JobCreate, OptimizerName
+from qa_core.web.errors import UpstreamUnavailable
 
 router = APIRouter(prefix="/jobs")
 FINISHED = {"succeeded", "failed", "cancelled"}

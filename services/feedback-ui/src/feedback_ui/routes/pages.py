@@ -9,11 +9,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from feedback_ui import answers, compare
-from feedback_ui.errors import UpstreamUnavailable
 from feedback_ui.feedback import KEY_RULES, FeedbackIn, blank_to_none
 from feedback_ui.routes.deps import Annotator, AnnotatorWrite
 from feedback_ui.templating import is_htmx, render
 from feedback_ui.traces import TRACE_ID_PATTERN, MlflowUnavailable
+from qa_core.web.errors import UpstreamUnavailable
 
 router = APIRouter()
 Question = Annotated[str, Form(min_length=1, max_length=1000, description="The question, in plain text.")]

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, create_model
 
-from qa_api.errors import InvalidItem, ServiceError
+from qa_api.errors import InvalidItem
 from qa_api.serving import AnswerContext, Answerer
 from qa_api.settings import Settings
 from qa_api.streaming import start_stream
 from qa_core.contracts import AnswerRequest, AnswerResponse, Variant
+from qa_core.web.errors import ServiceError
 
 TRUE = {"1", "true", "yes"}
 
