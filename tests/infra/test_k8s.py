@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from qa_core.lm_server import MODEL_ALIAS
 from tests.infra.tools import run, tool
 
 K8S_VERSION = "1.33.0"  # the schemas ship inside the kubernetes-validate wheel: no download at test time
@@ -70,7 +71,10 @@ def test_probes_call_the_health_endpoints(rendered: tuple[str, list[dict]]) -> N
         (container,) = containers(deployments[name])
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready", name
         assert container["livenessProbe"]["httpGet"]["path"] == "/health/live", name
-    assert containers(deployments["llm"])[0]["readinessProbe"]["httpGet"]["path"] == "/v1/models"
+    (llm,) = containers(deployments["llm"])
+    # Ready once the base model is loaded (the router answers /v1/models before); alive while the router is.
+    assert llm["readinessProbe"]["httpGet"]["path"] == f"/props?model={MODEL_ALIAS}"
+    assert llm["livenessProbe"]["httpGet"]["path"] == "/health"
     assert "inspect ping" in " ".join(
         containers(deployments["optimizer-worker"])[0]["livenessProbe"]["exec"]["command"]
     )
