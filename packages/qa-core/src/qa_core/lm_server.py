@@ -32,8 +32,9 @@ MODEL_ALIAS = "smollm2-135m-instruct"
 ADAPTER_SEPARATOR = "+"
 # An adapter's name, as a fine-tuning job writes it (`job-1a2b3c4d5e6f`): safe as a file name.
 ADAPTER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-# RAM for cached prompts, per loaded model: the shared instructions and demos of recent prompts fit many times.
-PROMPT_CACHE_MIB = 256
+# RAM for prompts kept after their request, per loaded model. Each slot keeps its last prompt in the KV cache
+# anyway, which holds the instructions and demos every prompt starts with; at 256 MiB the model used 773 MB.
+PROMPT_CACHE_MIB = 64
 # How often the adapters folder is looked at: a new adapter is served within this time.
 WATCH_INTERVAL_S = 0.5
 
