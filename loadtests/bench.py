@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from loadtests import real_model  # noqa: E402
 from qa_core import contracts, registry  # noqa: E402
+from qa_core.dataset import read_pairs  # noqa: E402
 from qa_core.settings import CoreSettings  # noqa: E402
 from tests.support import processes  # noqa: E402
 from tests.support.programs import register_program  # noqa: E402
@@ -221,7 +222,7 @@ def real_model_rows(
     lm_model = "llamacpp/smollm2-135m-instruct"
     label = "qa-api, SmolLM2"
     rows, bodies, figures = [], [], {}
-    questions = locustfile_questions()
+    questions = [pair.question for pair in read_pairs(CoreSettings(_env_file=None).dataset_dir / "dev.jsonl")]
     with processes.llama_server() as lm_base:
         with (
             real_model.recording_proxy(lm_base, bodies) as proxy,
@@ -240,11 +241,6 @@ def real_model_rows(
             print(json.dumps(rows[-1]), flush=True)
     print(json.dumps(figures), flush=True)
     return rows, figures
-
-
-def locustfile_questions() -> list[str]:
-    dev = ROOT / "packages/qa-core/src/qa_core/data/qa/dev.jsonl"
-    return [json.loads(line)["question"] for line in dev.read_text().splitlines() if line.strip()]
 
 
 def markdown(rows: list[dict], real: list[dict], figures: dict, latency_ms: int, duration: int) -> str:

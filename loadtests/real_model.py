@@ -105,13 +105,14 @@ def time_to_first_token(api_url: str, questions: list[str]) -> dict:
             data=json.dumps({"question": question}).encode(),
             headers={"Content-Type": "application/json", "X-Synthetic": "1"},
         )
-        started = time.monotonic()
+        started, first_token = time.monotonic(), None
         with urllib.request.urlopen(request, timeout=120) as stream:
             for line in stream:
-                if line.startswith(b"event: token") and len(first) < len(final) + 1:
-                    first.append(time.monotonic() - started)
+                if line.startswith(b"event: token") and first_token is None:
+                    first_token = time.monotonic() - started
                 if line.startswith(b"event: final"):
                     final.append(time.monotonic() - started)
+                    first.append(first_token if first_token is not None else final[-1])
                     break
     return {
         "streams": len(final),

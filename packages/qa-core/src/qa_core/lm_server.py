@@ -12,6 +12,7 @@ the folder changes, so a tuned model is served as soon as its file is there, wit
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import shutil
@@ -138,7 +139,7 @@ def reload_presets(settings: CoreSettings, rewritten: list[str]) -> None:
     try:
         for name in rewritten:  # a retried job rewrote its adapter: the next request loads the new file
             unload = urllib.request.Request(
-                f"{base}/models/unload", data=f'{{"model": "{name}"}}'.encode(), method="POST"
+                f"{base}/models/unload", data=json.dumps({"model": name}).encode(), method="POST"
             )
             unload.add_header("Content-Type", "application/json")
             with contextlib.suppress(urllib.error.HTTPError):  # not loaded: nothing to drop
